@@ -1,0 +1,105 @@
+"""Translation between external ids and internal matrix positions.
+
+External ids (`user_id`, `anime_id`) are what files and people see. Internal positions
+(`user_idx`, `item_idx`) are contiguous int32 row or column numbers inside matrices. `IdMap`
+is the only place that translates between them, and every model bundle stores its maps.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Literal
+
+import numpy as np
+
+from animerec.errors import ConfigError, UnknownIdError
+
+UnknownPolicy = Literal["raise", "drop", "mask"]
+
+
+class IdMap:
+    """A frozen, sorted set of external integer ids and their positions.
+
+    Ids are stored sorted and unique, so position order is id order: ranking code relies on
+    this to break score ties by the smaller id without another lookup.
+    """
+
+    __slots__ = ("_ids", "kind")
+
+    def __init__(self, ids: Iterable[int] | np.ndarray, kind: str = "id") -> None:
+        array = np.unique(np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64))
+        array.setflags(write=False)
+        self._ids = array
+        self.kind = kind
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The external ids in position order (read-only int64 array)."""
+        return self._ids
+
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    def __contains__(self, external_id: object) -> bool:
+        try:
+            value = int(external_id)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+        pos = int(np.searchsorted(self._ids, value))
+        return pos < self._ids.size and int(self._ids[pos]) == value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and np.array_equal(self._ids, other._ids)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self._ids.size, self._ids[:8].tobytes()))
+
+    def __repr__(self) -> str:
+        return f"IdMap(kind={self.kind!r}, size={len(self)})"
+
+    def index(self, external_id: int) -> int:
+        """Return the position of one external id, raising `UnknownIdError` when absent."""
+        if external_id not in self:
+            raise UnknownIdError(
+                f"unknown {self.kind} {external_id!r}: it is not in this data or model"
+            )
+        return int(np.searchsorted(self._ids, int(external_id)))
+
+    def to_idx(
+        self, external_ids: Iterable[int] | np.ndarray, unknown: UnknownPolicy = "raise"
+    ) -> np.ndarray:
+        """Translate external ids to int32 positions.
+
+        `unknown` decides what happens to ids that are not in the map: "raise" raises
+        `UnknownIdError` naming the first one, "drop" leaves them out (so the result can be
+        shorter), and "mask" returns -1 in their place.
+        """
+        if unknown not in ("raise", "drop", "mask"):
+            raise ConfigError(f"unknown-id policy must be raise, drop or mask, not {unknown!r}")
+        values = np.asarray(
+            list(external_ids) if not isinstance(external_ids, np.ndarray) else external_ids,
+            dtype=np.int64,
+        )
+        positions = np.searchsorted(self._ids, values)
+        clipped = np.minimum(positions, max(self._ids.size - 1, 0))
+        found = (positions < self._ids.size) & (
+            self._ids[clipped] == values if self._ids.size else np.zeros(values.shape, bool)
+        )
+        if unknown == "raise" and not found.all():
+            first = values[~found][0]
+            raise UnknownIdError(
+                f"unknown {self.kind} {int(first)}: it is not in this data or model"
+            )
+        if unknown == "drop":
+            return positions[found].astype(np.int32)
+        return np.where(found, positions, -1).astype(np.int32)
+
+    def to_ids(self, positions: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Translate int positions back to external int64 ids."""
+        idx = np.asarray(
+            list(positions) if not isinstance(positions, np.ndarray) else positions, dtype=np.int64
+        )
+        if idx.size and (idx.min() < 0 or idx.max() >= self._ids.size):
+            raise ConfigError(
+                f"{self.kind} position out of range 0..{self._ids.size - 1}: got {idx.min()}..{idx.max()}"
+            )
+        return self._ids[idx]
