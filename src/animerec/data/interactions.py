@@ -23,6 +23,8 @@ class Interactions:
     `ratings` is the explicit view: only the pairs with a real rating, stored as the rating
     itself. A watched-but-unrated row (the 2016 data's `-1`) is in `user_items` but never in
     `ratings`, so no model ever reads a `-1` as a number.
+    `timestamps`, when the source has them (MovieLens), is a users × items int64 CSR matrix
+    of Unix seconds with the same stored pairs as `user_items`; None otherwise.
     """
 
     users: IdMap
@@ -30,11 +32,14 @@ class Interactions:
     user_items: sp.csr_matrix
     ratings: sp.csr_matrix
     rating_scale: tuple[float, float] = (1.0, 10.0)
+    timestamps: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.users), len(self.items))
-        for name in ("user_items", "ratings"):
+        for name in ("user_items", "ratings", "timestamps"):
             matrix = getattr(self, name)
+            if matrix is None:
+                continue
             if matrix.shape != shape:
                 raise ConfigError(
                     f"{name} has shape {matrix.shape} but the id maps say users × items = {shape}"
@@ -63,11 +68,13 @@ class Interactions:
         users: IdMap | None = None,
         items: IdMap,
         rating_scale: tuple[float, float] = (1.0, 10.0),
+        timestamps: np.ndarray | None = None,
     ) -> "Interactions":
         """Build both views from row arrays.
 
         `ratings` is float with NaN for "watched, not rated"; `weights` is the watch weight
-        (default 1.0). Pairs must be unique: loaders apply the duplicate policy first.
+        (default 1.0); `timestamps` (optional) are int64 Unix seconds per row. Pairs must be
+        unique: loaders apply the duplicate policy first.
         """
         user_ids = np.asarray(user_ids, dtype=np.int64)
         anime_ids = np.asarray(anime_ids, dtype=np.int64)
@@ -87,7 +94,14 @@ class Interactions:
         )
         user_items.sort_indices()
         rating_matrix.sort_indices()
-        return cls(users, items, user_items, rating_matrix, rating_scale)
+        timestamp_matrix = None
+        if timestamps is not None:
+            # int64 keeps second precision; float32 would round Unix times to about a minute.
+            timestamp_matrix = sp.csr_matrix(
+                (np.asarray(timestamps, dtype=np.int64), (rows, cols)), shape=shape
+            )
+            timestamp_matrix.sort_indices()
+        return cls(users, items, user_items, rating_matrix, rating_scale, timestamp_matrix)
 
     def select_users(self, user_idx: np.ndarray) -> "Interactions":
         """Return the interactions of some users (rows in the given order), same item map."""
@@ -98,6 +112,7 @@ class Interactions:
             self.user_items[user_idx],
             self.ratings[user_idx],
             self.rating_scale,
+            self.timestamps[user_idx] if self.timestamps is not None else None,
         )
 
     def history(self, user_idx: int) -> tuple[np.ndarray, np.ndarray]:
