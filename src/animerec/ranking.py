@@ -172,66 +172,76 @@ class Ranker:
         if seen is not None and seen.shape != scores.shape:
             raise ConfigError(f"seen has shape {seen.shape}, scores {scores.shape}")
         candidates = self.candidate_mask(options)
+        collapse = options.collapse_franchises and self.franchise_of is not None
         results = []
         for row in range(scores.shape[0]):
             row_scores = np.where(candidates, scores[row], -np.inf)
-            if options.exclude_seen and seen is not None:
-                start, end = seen.indptr[row], seen.indptr[row + 1]
-                row_scores[seen.indices[start:end]] = -np.inf
-            if options.collapse_franchises and self.franchise_of is not None:
-                chosen = self._top_n_collapsed(row_scores, options.n, seen, row)
+            seen_idx = np.empty(0, dtype=np.int64)
+            if seen is not None:
+                seen_idx = seen.indices[seen.indptr[row]:seen.indptr[row + 1]]
+            if options.exclude_seen:
+                row_scores[seen_idx] = -np.inf
+            if collapse:
+                chosen = self._top_n_collapsed(row_scores, options.n, candidates, seen_idx)
             else:
                 chosen = top_n(row_scores, options.n)
             ids = self.items.ids
             results.append(
-                [Recommendation(int(ids[i]), float(row_scores_value), int(i))
-                 for i, row_scores_value in chosen]
+                [Recommendation(int(ids[i]), float(value), int(i)) for i, value in chosen]
             )
         return results
 
     def _top_n_collapsed(
-        self, row_scores: np.ndarray, n: int, seen: sp.csr_matrix | None, row: int
+        self,
+        row_scores: np.ndarray,
+        n: int,
+        candidates: np.ndarray,
+        seen_idx: np.ndarray,
     ) -> list[tuple[int, float]]:
-        """Top-n with at most one title per franchise: the group's best score stands for
-        the group, and the title shown is the group's earliest entry the person has not
-        seen that the filters allow."""
+        """Top-n with at most one title per franchise group.
+
+        The group's best score stands for the group. The title shown is the group's earliest
+        entry (by `start_order`) that the filters allow and the person has not seen, even
+        when the model could not score that entry itself (an anime with no training
+        interactions); when the person has seen every allowed entry and seen titles are not
+        excluded, the best-scored entry is shown.
+        """
         assert self.franchise_of is not None
+        franchise_of = self.franchise_of
         order = self.start_order if self.start_order is not None else np.arange(len(self.items))
-        seen_items = set()
-        if seen is not None:
-            seen_items = set(seen.indices[seen.indptr[row]:seen.indptr[row + 1]].tolist())
+        unseen = candidates.copy()
+        unseen[seen_idx] = False
+
         picked: list[tuple[int, float]] = []
         used_groups: set[int] = set()
-        # Walk down the ranking in growing blocks until n groups are filled.
-        block = max(4 * n, 64)
-        ranked = top_n(row_scores, min(block, row_scores.size))
+        finite_count = int(np.isfinite(row_scores).sum())
+        block = min(max(4 * n, 64), finite_count)
+        ranked = top_n(row_scores, block)
         offset = 0
         while len(picked) < n:
             if offset >= len(ranked):
-                if len(ranked) >= np.isfinite(row_scores).sum():
+                if len(ranked) >= finite_count:
                     break
-                block *= 4
-                ranked = top_n(row_scores, min(block, row_scores.size))
-                if offset >= len(ranked):
-                    break
+                # Walk further down the ranking: many top items shared groups.
+                block = min(block * 4, finite_count)
+                ranked = top_n(row_scores, block)
+                continue
             item, score = ranked[offset]
             offset += 1
-            group = int(self.franchise_of[item])
+            group = int(franchise_of[item])
             if group < 0:
                 picked.append((item, score))
                 continue
             if group in used_groups:
                 continue
             used_groups.add(group)
-            members = np.flatnonzero(self.franchise_of == group)
-            allowed = [
-                m for m in members
-                if np.isfinite(row_scores[m]) and int(m) not in seen_items
-            ]
-            if not allowed:
-                continue
-            entry = min(allowed, key=lambda m: (order[m], m))
-            picked.append((int(entry), score))
+            members = np.flatnonzero(franchise_of == group)
+            startable = members[unseen[members]]
+            if startable.size:
+                entry = int(min(startable, key=lambda m: (order[m], m)))
+            else:
+                entry = item
+            picked.append((entry, score))
         return picked
 
 

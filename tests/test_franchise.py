@@ -1,0 +1,277 @@
+"""Franchise groups from titles and from a file, and collapsing them in the ranking step."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from animerec.data.catalog import Catalog
+from animerec.data.frames import catalog_frame
+from animerec.errors import DataError
+from animerec.franchise import (
+    franchises_from_groups,
+    franchises_from_titles,
+    load_franchises,
+    read_franchise_file,
+    title_stem,
+)
+from animerec.ranking import Ranker, RankingOptions
+
+DATA = Path(os.environ.get("ANIMEREC_TEST_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+ANIME_2016 = DATA / "anime-2016" / "anime.csv"
+COLLECTION = DATA / "anime-franchises" / "mal_collection.json"
+
+
+def small_catalog(rows: list[tuple[int, str]], extra: dict | None = None) -> Catalog:
+    ids = [anime_id for anime_id, _ in rows]
+    return Catalog(
+        catalog_frame(
+            anime_id=ids,
+            title=[title for _, title in rows],
+            genres=[("Action",)] * len(rows),
+            type=["TV"] * len(rows),
+            episodes=[12] * len(rows),
+            score=[None] * len(rows),
+            members=[None] * len(rows),
+            extra=extra,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def catalog_2016() -> Catalog:
+    if not ANIME_2016.is_file():
+        pytest.skip(f"real data not found at {ANIME_2016}; set ANIMEREC_TEST_DATA")
+    raw = pd.read_csv(ANIME_2016)
+    return Catalog(
+        catalog_frame(
+            anime_id=raw["anime_id"],
+            title=raw["name"],
+            genres=[tuple(g.split(", ")) if isinstance(g, str) else () for g in raw["genre"]],
+            type=raw["type"],
+            episodes=[None] * len(raw),
+            score=raw["rating"],
+            members=raw["members"],
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("title", "stem"),
+    [
+        ("Gintama°", "gintama"),
+        ("Gintama&#039;: Enchousen", "gintama"),
+        ("Gintama Movie: Kanketsu-hen - Yorozuya yo Eien Nare", "gintama"),
+        ("Haikyuu!! Second Season", "haikyuu"),
+        ("Haikyuu!! Movie 1: Owari to Hajimari", "haikyuu"),
+        ("Natsume Yuujinchou Shi", "natsume yuujinchou"),
+        ("Initial D Fourth Stage", "initial d"),
+        ("Initial D Final Stage", "initial d"),
+        ("Durarara!!x2 Shou", "durarara"),
+        ("K-On! Movie", "k-on"),
+        ("K-On!!", "k-on"),
+        ("Code Geass: Hangyaku no Lelouch R2", "code geass"),
+        ("Hunter x Hunter (2011)", "hunter x hunter"),
+        ("Sword Art Online II", "sword art online"),
+        ("Naruto: Shippuuden", "naruto"),
+        ("Fullmetal Alchemist: Brotherhood Specials", "fullmetal alchemist"),
+        ("Steins;Gate Movie: Fuka Ryouiki no Déjà vu", "steins;gate"),
+        ("Shingeki no Kyojin Season 2", "shingeki no kyojin"),
+    ],
+)
+def test_title_stem_strips_markers(title: str, stem: str) -> None:
+    assert title_stem(title) == stem
+
+
+@pytest.mark.parametrize(
+    ("title", "stem"),
+    [
+        ("Air Gear", "air gear"),
+        ("Go", "go"),
+        ("Re:Zero kara Hajimeru Isekai Seikatsu", "re:zero kara hajimeru isekai seikatsu"),
+        ("Re: Cutie Honey", "re: cutie honey"),
+        ("Final Fantasy VII: Advent Children", "final fantasy vii"),
+    ],
+)
+def test_title_stem_keeps_distinct_names(title: str, stem: str) -> None:
+    assert title_stem(title) == stem
+
+
+def test_titles_group_real_sequels(catalog_2016: Catalog) -> None:
+    franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
+
+    gintama = franchises.group_of(918)
+    assert gintama >= 0
+    for anime_id in (9969, 28977, 15417, 15335):  # Gintama', Gintama°, Enchousen, a movie
+        assert franchises.group_of(anime_id) == gintama
+    assert franchises.group_of(5114) == franchises.group_of(121)  # FMA Brotherhood and FMA
+    assert franchises.group_of(20583) == franchises.group_of(28891)  # Haikyuu!! seasons 1, 2
+
+
+def test_titles_keep_unrelated_apart(catalog_2016: Catalog) -> None:
+    franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
+
+    air = catalog_2016.resolve("Air")
+    air_gear = catalog_2016.resolve("Air Gear")
+    assert franchises.group_of(air) != franchises.group_of(air_gear)
+    steins_gate = franchises.group_of(9253)
+    assert steins_gate != franchises.group_of(918)
+    assert franchises.group_of(32281) == -1  # Kimi no Na wa. has no sequel in the data
+
+
+def test_start_order_by_id_without_dates(catalog_2016: Catalog) -> None:
+    franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
+
+    members = franchises.members(franchises.group_of(918))
+    first = int(franchises.items.ids[members[0]])
+    assert first == 918  # Gintama (2006) has the smallest MAL id of its group
+    assert franchises.start_order[members[0]] == 0
+
+
+def test_start_order_prefers_dates() -> None:
+    catalog = small_catalog(
+        [(10, "Saga: Part Two"), (20, "Saga"), (30, "Saga OVA")],
+        extra={"aired_start": ["2012-04-01", "2010-01-05", "2011"]},
+    )
+
+    franchises = franchises_from_titles(catalog, catalog.items)
+
+    assert franchises.n_groups == 1
+    assert franchises.start_order.tolist() == [2, 0, 1]
+
+
+def test_start_order_falls_back_to_ids() -> None:
+    catalog = small_catalog(
+        [(10, "Saga: Part Two"), (20, "Saga"), (30, "Saga OVA")],
+        extra={"aired_start": ["2012-04-01", None, "2011"]},
+    )
+
+    franchises = franchises_from_titles(catalog, catalog.items)
+
+    assert franchises.start_order.tolist() == [0, 1, 2]
+
+
+def test_groups_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps([
+        {"name": "Saga", "ids": [10, 30, 999]},
+        {"name": "Lonely", "ids": [20, 998]},
+        {"name": "Again", "ids": [30, 40]},
+    ]))
+    catalog = small_catalog([(10, "A"), (20, "B"), (30, "C"), (40, "D")])
+
+    franchises = load_franchises(catalog, catalog.items, path)
+
+    assert franchises.franchise_of.tolist() == [0, -1, 0, -1]
+    assert franchises.names == ("Saga",)
+
+
+def test_real_collection_file(catalog_2016: Catalog) -> None:
+    if not COLLECTION.is_file():
+        pytest.skip(f"franchise file not found at {COLLECTION}")
+
+    franchises = load_franchises(catalog_2016, catalog_2016.items, COLLECTION)
+
+    assert franchises.group_of(5114) == franchises.group_of(121)
+    assert franchises.group_of(5114) >= 0
+    assert franchises.group_of(1) != franchises.group_of(5114)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"name": "x"}', '[{"name": "x", "ids": "1, 2"}]', '[{"ids": [1, "2"]}]', "[1, 2", ""],
+)
+def test_bad_franchise_file(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "groups.json"
+    path.write_text(content)
+
+    with pytest.raises(DataError, match="groups.json"):
+        read_franchise_file(path)
+
+
+def test_missing_franchise_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        read_franchise_file(tmp_path / "absent.json")
+
+
+# --- collapsing in the ranking step ---------------------------------------------------------
+
+
+@pytest.fixture()
+def saga_ranker() -> Ranker:
+    # Items 0..2 are one franchise in start order 0, 1, 2; items 3 and 4 stand alone.
+    catalog = small_catalog([(1, "Saga"), (2, "Saga 2nd Season"), (3, "Saga Movie"), (4, "Other"), (5, "Else")])
+    groups = franchises_from_groups([("Saga", [1, 2, 3])], catalog, catalog.items)
+    return Ranker(catalog, catalog.items, groups.franchise_of, groups.start_order)
+
+
+def ids_of(recommendations) -> list[int]:
+    return [r.anime_id for r in recommendations]
+
+
+def test_collapse_shows_earliest_unseen(saga_ranker: Ranker) -> None:
+    scores = np.array([[0.1, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
+    options = RankingOptions(n=3, collapse_franchises=True)
+
+    lists = saga_ranker.rank(scores, options)
+
+    assert ids_of(lists[0]) == [1, 4, 5]
+    assert lists[0][0].score == pytest.approx(0.9)
+
+
+def test_collapse_skips_seen_entries(saga_ranker: Ranker) -> None:
+    scores = np.array([[0.1, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
+    seen = sp.csr_matrix(np.array([[1, 0, 0, 0, 0]], dtype=np.float32))
+    options = RankingOptions(n=3, collapse_franchises=True)
+
+    lists = saga_ranker.rank(scores, options, seen=seen)
+
+    assert ids_of(lists[0]) == [2, 4, 5]
+
+
+def test_collapse_shows_unscored_first_entry(saga_ranker: Ranker) -> None:
+    # A model that cannot score the first season (-inf) still leads the person to it.
+    scores = np.array([[-np.inf, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
+    options = RankingOptions(n=2, collapse_franchises=True)
+
+    lists = saga_ranker.rank(scores, options)
+
+    assert ids_of(lists[0]) == [1, 4]
+
+
+def test_collapse_off_keeps_every_entry(saga_ranker: Ranker) -> None:
+    scores = np.array([[0.1, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
+
+    lists = saga_ranker.rank(scores, RankingOptions(n=3))
+
+    assert ids_of(lists[0]) == [3, 2, 4]
+
+
+def test_collapse_respects_filters(saga_ranker: Ranker) -> None:
+    scores = np.array([[0.1, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
+    options = RankingOptions(n=3, collapse_franchises=True, deny=(1,))
+
+    lists = saga_ranker.rank(scores, options)
+
+    assert ids_of(lists[0]) == [2, 4, 5]
+
+
+def test_collapse_fills_list_past_block(catalog_2016: Catalog) -> None:
+    franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
+    ranker = Ranker(catalog_2016, catalog_2016.items, franchises.franchise_of, franchises.start_order)
+    rng = np.random.default_rng(0)
+    scores = rng.random((3, len(catalog_2016.items))).astype(np.float32)
+
+    lists = ranker.rank(scores, RankingOptions(n=200, collapse_franchises=True))
+
+    for recommendations in lists:
+        assert len(recommendations) == 200
+        groups = [franchises.franchise_of[r.item_idx] for r in recommendations]
+        grouped = [g for g in groups if g >= 0]
+        assert len(grouped) == len(set(grouped))
