@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 import animerec
 from animerec.data.idmap import IdMap
@@ -58,6 +59,9 @@ class Recommender:
     feedback: ClassVar[tuple[Feedback, ...]] = ()
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     description: ClassVar[str] = ""
+    # False for models whose item-item similarity carries no meaning (popularity), so that
+    # nothing explains a recommendation by it.
+    has_item_similarity: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -85,7 +89,12 @@ class Recommender:
         self.users_ = interactions.users
         self.items_ = interactions.items
         self.rating_scale_ = tuple(float(v) for v in interactions.rating_scale)
-        self._fit(data if isinstance(data, Dataset) else None, interactions)
+        try:
+            self._fit(data if isinstance(data, Dataset) else None, interactions)
+        except BaseException:
+            # A failed fit must not leave a model that claims to be fitted.
+            self._reset()
+            raise
         return self
 
     def _reset(self) -> None:
@@ -141,6 +150,15 @@ class Recommender:
         order = np.lexsort((finite, -similarity[finite]))[:n]
         chosen = finite[order]
         return chosen.astype(np.int32), similarity[chosen]
+
+    def item_similarities(self, item_idx: int) -> np.ndarray:
+        """Return the raw similarities of one item to every item (n_items, float32), the
+        item itself included; -inf where the model cannot say. Unlike `similar_items` it
+        sorts nothing, so explainers can read a few entries cheaply."""
+        self.check_fitted()
+        if not 0 <= int(item_idx) < len(self.items_):
+            raise ConfigError(f"item_idx must be in 0..{len(self.items_) - 1}, got {item_idx}")
+        return np.asarray(self._similar_items(int(item_idx)), dtype=np.float32)
 
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -286,3 +304,23 @@ def iter_chunks(count: int, size: int = SCORE_CHUNK_ROWS) -> Iterator[slice]:
 def untrained_items_mask(user_items) -> np.ndarray:
     """Boolean mask of items with no training interaction (columns that are all zero)."""
     return np.asarray(user_items.getnnz(axis=0) == 0)
+
+
+def sparse_to_arrays(prefix: str, matrix: sp.spmatrix | sp.sparray) -> dict[str, np.ndarray]:
+    """Split a CSR matrix into plain arrays for a bundle, under keys starting with `prefix`."""
+    csr = sp.csr_matrix(matrix)
+    return {
+        f"{prefix}_data": csr.data,
+        f"{prefix}_indices": csr.indices,
+        f"{prefix}_indptr": csr.indptr,
+        f"{prefix}_shape": np.asarray(csr.shape, dtype=np.int64),
+    }
+
+
+def sparse_from_arrays(arrays: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:
+    """Rebuild a CSR matrix saved by `sparse_to_arrays`."""
+    shape = tuple(int(v) for v in arrays[f"{prefix}_shape"])
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
+        shape=shape,
+    )

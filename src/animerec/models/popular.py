@@ -33,6 +33,7 @@ class PopularityRecommender(Recommender):
     feedback = ("implicit",)
     config_class = PopularityConfig
     description = "Most-watched anime in the training data (a baseline)."
+    has_item_similarity = False
 
     def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
         user_items = interactions.user_items
