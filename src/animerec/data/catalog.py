@@ -101,6 +101,16 @@ class Catalog:
             object.__setattr__(self, "_normalized_cache", cached)
         return cached
 
+    def _title_positions(self) -> dict[str, list[int]]:
+        """Map each normalized title to its row positions, so exact lookups skip a scan."""
+        cached = self.__dict__.get("_title_positions_cache")
+        if cached is None:
+            cached = {}
+            for pos, title in enumerate(self._normalized_titles()):
+                cached.setdefault(title, []).append(pos)
+            object.__setattr__(self, "_title_positions_cache", cached)
+        return cached
+
     def search(self, text: str, n: int = 10) -> list[int]:
         """Return anime ids whose titles match `text`: exact, then prefix, then substring,
         then close fuzzy matches; more members first within each group."""
@@ -136,8 +146,7 @@ class Catalog:
         """Return the anime id of the one title that equals `text` (case, accents and HTML
         entities ignored). Raise `NotFoundError` listing the closest matches otherwise."""
         query = normalize_title(text)
-        normalized = self._normalized_titles()
-        exact = [pos for pos, title in enumerate(normalized) if title == query]
+        exact = self._title_positions().get(query, [])
         ids = self.frame["anime_id"].to_numpy()
         if len(exact) == 1:
             return int(ids[exact[0]])
