@@ -1,0 +1,1 @@
+"""Offline evaluation: splits, metrics, the experiment runner and the HTML report."""

@@ -1,0 +1,447 @@
+"""Splits, the evaluation runner and predefined split folders."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from animerec.data.catalog import Catalog
+from animerec.data.interactions import Dataset, Interactions
+from animerec.errors import ConfigError, DataError
+from animerec.evaluation import runner, splits
+
+N_ITEMS = 30
+N_USERS = 60
+
+
+def _pairs(matrix: sp.csr_matrix) -> set[tuple[int, int]]:
+    coo = matrix.tocoo()
+    return set(zip(coo.row.tolist(), coo.col.tolist()))
+
+
+def _id_pairs(interactions: Interactions) -> set[tuple[int, int]]:
+    coo = interactions.user_items.tocoo()
+    users = interactions.users.ids[coo.row]
+    items = interactions.items.ids[coo.col]
+    return set(zip(users.tolist(), items.tolist()))
+
+
+def make_dataset(seed: int = 0) -> Dataset:
+    """A small dataset with two taste groups, unrated rows and one adult title."""
+    rng = np.random.default_rng(seed)
+    anime_ids = np.arange(100, 100 + N_ITEMS * 3, 3)
+    genres = [("Action",) if i < N_ITEMS // 2 else ("Romance", "Drama") for i in range(N_ITEMS)]
+    genres[-1] = ("Hentai",)
+    frame = pd.DataFrame(
+        {
+            "anime_id": anime_ids,
+            "title": [f"Anime {i}" for i in range(N_ITEMS)],
+            "genres": genres,
+            "type": ["TV"] * N_ITEMS,
+            "episodes": [12] * N_ITEMS,
+            "score": np.linspace(6, 9, N_ITEMS),
+            "members": np.arange(N_ITEMS) * 10,
+        }
+    )
+    catalog = Catalog(frame)
+    user_ids, item_ids, ratings = [], [], []
+    for user in range(N_USERS):
+        group = user % 2
+        length = 3 + user % 13
+        pool = np.arange(N_ITEMS // 2) + group * (N_ITEMS // 2 - 1)
+        chosen = rng.choice(pool, size=min(length, pool.size), replace=False)
+        for item in chosen:
+            user_ids.append(5000 + 7 * user)
+            item_ids.append(int(anime_ids[item]))
+            ratings.append(float("nan") if rng.random() < 0.2 else float(rng.integers(1, 11)))
+    interactions = Interactions.from_arrays(
+        np.array(user_ids), np.array(item_ids), np.array(ratings), items=catalog.items
+    )
+    return Dataset("tiny", catalog, interactions, format="test")
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return make_dataset()
+
+
+# --- strong generalization ---------------------------------------------------------------
+
+
+def test_strong_split_users_disjoint(dataset):
+    split = splits.strong_generalization_split(
+        dataset.interactions, test_users=0.25, min_history=5, random_state=3
+    )
+    train_users = set(split.train.users.ids.tolist())
+    test_users = set(split.user_ids.tolist())
+    assert not train_users & test_users
+    assert train_users | test_users == set(dataset.interactions.users.ids.tolist())
+    assert split.train_user_idx is None
+
+
+def test_strong_split_partitions_each_history(dataset):
+    split = splits.strong_generalization_split(
+        dataset.interactions, test_users=0.25, min_history=5, random_state=3
+    )
+    original = _id_pairs(dataset.interactions)
+    fold_in = _id_pairs(split.fold_in)
+    target = _id_pairs(split.target)
+    assert not fold_in & target
+    held_out = {pair for pair in original if pair[0] in set(split.user_ids.tolist())}
+    assert fold_in | target == held_out
+    assert _id_pairs(split.train) == original - held_out
+
+
+def test_strong_split_fold_in_sizes(dataset):
+    split = splits.strong_generalization_split(
+        dataset.interactions, test_users=0.25, fold_in_fraction=0.8, min_history=5, random_state=3
+    )
+    fold_lengths = np.diff(split.fold_in.user_items.indptr)
+    target_lengths = np.diff(split.target.user_items.indptr)
+    totals = fold_lengths + target_lengths
+    assert np.all(totals >= 5)
+    expected = np.clip(np.floor(0.8 * totals + 0.5), 1, totals - 1)
+    np.testing.assert_array_equal(fold_lengths, expected)
+
+
+def test_strong_split_ratings_follow_pairs(dataset):
+    split = splits.strong_generalization_split(
+        dataset.interactions, test_users=0.25, min_history=5, random_state=3
+    )
+    for part in (split.fold_in, split.target, split.train):
+        rated = _pairs(part.ratings)
+        assert rated <= _pairs(part.user_items)
+    original_ratings = dataset.interactions.ratings.nnz
+    total = split.fold_in.ratings.nnz + split.target.ratings.nnz + split.train.ratings.nnz
+    assert total == original_ratings
+
+
+def test_strong_split_same_seed_same_split(dataset):
+    first = splits.strong_generalization_split(dataset.interactions, random_state=11)
+    second = splits.strong_generalization_split(dataset.interactions, random_state=11)
+    other = splits.strong_generalization_split(dataset.interactions, random_state=12)
+    assert np.array_equal(first.user_ids, second.user_ids)
+    assert _id_pairs(first.target) == _id_pairs(second.target)
+    assert _id_pairs(first.target) != _id_pairs(other.target)
+
+
+def test_strong_split_count_and_eligibility(dataset):
+    split = splits.strong_generalization_split(
+        dataset.interactions, test_users=7, min_history=10, random_state=0
+    )
+    assert split.n_users == 7
+    lengths = np.diff(split.fold_in.user_items.indptr) + np.diff(split.target.user_items.indptr)
+    assert np.all(lengths >= 10)
+    assert split.settings["min_history"] == 10
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"test_users": 0.0},
+        {"test_users": 1.5},
+        {"fold_in_fraction": 1.0},
+        {"min_history": 1},
+        {"min_history": 1000},
+    ],
+)
+def test_strong_split_bad_settings_raise(dataset, settings):
+    with pytest.raises(ConfigError):
+        splits.strong_generalization_split(dataset.interactions, **settings)
+
+
+# --- other top-n protocols ---------------------------------------------------------------
+
+
+def test_user_holdout_keeps_users_in_training(dataset):
+    split = splits.user_holdout_split(dataset.interactions, test_fraction=0.2, random_state=2)
+    assert split.train.users == dataset.interactions.users
+    original = _id_pairs(dataset.interactions)
+    assert not _id_pairs(split.train) & _id_pairs(split.target)
+    assert _id_pairs(split.train) | _id_pairs(split.target) == original
+    # The fold-in of each evaluated user is exactly their training row.
+    train_rows = split.train.user_items[split.train_user_idx]
+    assert _pairs(train_rows) == _pairs(split.fold_in.user_items)
+
+
+def test_leave_k_out_target_sizes(dataset):
+    split = splits.leave_k_out_split(dataset.interactions, leave_k=2, random_state=4)
+    target_lengths = np.diff(split.target.user_items.indptr)
+    assert np.all(target_lengths == 2)
+    assert np.all(np.diff(split.fold_in.user_items.indptr) >= 1)
+
+
+def test_temporal_without_timestamps_raises(dataset):
+    with pytest.raises(ConfigError, match="timestamps"):
+        splits.temporal_split(dataset.interactions, None)
+
+
+def test_temporal_targets_latest_items(dataset):
+    user_items = dataset.interactions.user_items.copy()
+    user_items.sort_indices()
+    times = user_items.copy()
+    # Later columns are later in time, except the timestamps are reversed for user row 0.
+    times.data = times.indices.astype(np.float32) + 1
+    start, end = times.indptr[0], times.indptr[1]
+    times.data[start:end] = times.data[start:end][::-1]
+    split = splits.temporal_split(
+        dataset.interactions, times, test_fraction=0.25, min_history=3, random_state=0
+    )
+    for row, user_idx in enumerate(split.train_user_idx):
+        fold_items = split.fold_in.user_items[row].indices
+        target_items = split.target.user_items[row].indices
+        if user_idx == 0:
+            assert fold_items.min() > target_items.max()
+        else:
+            assert fold_items.max() < target_items.min()
+
+
+# --- runner ------------------------------------------------------------------------------
+
+EXPECTED_KEYS = {"recall@20", "ndcg@10", "precision@10", "map@10", "hit_rate@10", "coverage@10"}
+
+
+def test_runner_on_tiny_dataset(dataset):
+    result = runner.evaluate(
+        dataset,
+        [("popular", {})],
+        test_users=0.25,
+        seed=5,
+        n_bootstrap=50,
+    )
+    json.dumps(result)  # the result is JSON-ready
+    popular = result["models"]["popular"]
+    assert EXPECTED_KEYS <= set(popular)
+    for key in EXPECTED_KEYS:
+        assert 0.0 <= popular[key] <= 1.0
+    protocol = result["protocol"]
+    assert protocol["name"] == "strong-generalization"
+    assert protocol["seed"] == 5
+    assert protocol["n_test_users"] == round(0.25 * protocol["settings"]["n_eligible_users"])
+    assert protocol["settings"]["min_history"] == 5
+    assert protocol["ranking"]["include_adult"] is False
+    assert set(popular["timing"]) >= {"fit_seconds", "rank_seconds"}
+    assert popular["ci"]["ndcg@10"][0] <= popular["ndcg@10"] <= popular["ci"]["ndcg@10"][1]
+    buckets = popular["by_history_length"]
+    assert sum(bucket["n_users"] for bucket in buckets.values()) == protocol["n_test_users"]
+
+
+def test_runner_matches_hand_computed_popular(dataset):
+    # Popularity recommends the same list to everyone: check recall@20 by hand.
+    result = runner.evaluate(dataset, [("popular", {})], seed=8, n_bootstrap=10)
+    split = splits.strong_generalization_split(
+        dataset.interactions, test_users=0.2, min_history=5, random_state=8
+    )
+    counts = split.train.user_items.getnnz(axis=0)
+    adult = dataset.catalog.adult_mask(dataset.interactions.items)
+    order = sorted(
+        (i for i in range(N_ITEMS) if counts[i] > 0 and not adult[i]),
+        key=lambda i: (-counts[i], i),
+    )
+    recalls = []
+    for row in range(split.n_users):
+        seen = set(split.fold_in.user_items[row].indices.tolist())
+        listed = [i for i in order if i not in seen][:20]
+        target = set(split.target.user_items[row].indices.tolist())
+        recalls.append(len(target.intersection(listed)) / len(target))
+    assert result["models"]["popular"]["recall@20"] == pytest.approx(np.mean(recalls))
+
+
+def test_runner_excludes_fold_in_and_adult(dataset):
+    split = splits.strong_generalization_split(dataset.interactions, random_state=1)
+    from animerec.models.registry import create_model
+    from animerec.ranking import Ranker, RankingOptions
+
+    model = create_model("popular").fit(dataclasses.replace(dataset, interactions=split.train))
+    ranker = Ranker(dataset.catalog, dataset.interactions.items)
+    recommended = runner.rank_split(model, split, ranker, RankingOptions(n=20), batch_size=4)
+    adult = np.flatnonzero(dataset.catalog.adult_mask(dataset.interactions.items))
+    for row in range(split.n_users):
+        listed = set(recommended[row][recommended[row] >= 0].tolist())
+        assert not listed & set(split.fold_in.user_items[row].indices.tolist())
+        assert not listed & set(adult.tolist())
+
+
+def test_runner_same_seed_same_result(dataset):
+    first = runner.evaluate(dataset, [("popular", {})], seed=3, n_bootstrap=20)
+    second = runner.evaluate(dataset, [("popular", {})], seed=3, n_bootstrap=20)
+    assert first["models"]["popular"]["ndcg@10"] == second["models"]["popular"]["ndcg@10"]
+    assert first["models"]["popular"]["ci"] == second["models"]["popular"]["ci"]
+
+
+@pytest.mark.parametrize("protocol", ["user-holdout", "leave-k-out"])
+def test_runner_other_ranking_protocols(dataset, protocol):
+    result = runner.evaluate(dataset, [("popular", {})], protocol=protocol, n_bootstrap=10)
+    assert result["protocol"]["name"] == protocol
+    assert 0.0 <= result["models"]["popular"]["ndcg@10"] <= 1.0
+
+
+def test_runner_unknown_protocol_raises(dataset):
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        runner.evaluate(dataset, [("popular", {})], protocol="nonsense")
+
+
+def test_runner_unknown_model_raises(dataset):
+    with pytest.raises(ConfigError, match="unknown model"):
+        runner.evaluate(dataset, [("no-such-model", {})])
+
+
+def test_runner_temporal_without_timestamps_raises(dataset):
+    with pytest.raises(ConfigError, match="timestamps"):
+        runner.evaluate(dataset, [("popular", {})], protocol="temporal")
+
+
+# --- predefined split folder -------------------------------------------------------------
+
+
+def _write_split(folder: Path, fold_rows: list[tuple], target_rows: list[tuple]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(fold_rows, columns=["user_id", "anime_id", "rating"]).to_csv(
+        folder / "fold_in.csv", index=False
+    )
+    pd.DataFrame(target_rows, columns=["user_id", "anime_id"]).to_csv(
+        folder / "target.csv", index=False
+    )
+
+
+def test_split_dir_round_trip(dataset, tmp_path):
+    items = dataset.interactions.items.ids
+    _write_split(
+        tmp_path / "split",
+        [(1, int(items[0]), 8), (1, int(items[1]), -1), (2, int(items[20]), 5)],
+        [(1, int(items[2])), (2, int(items[21])), (2, int(items[22]))],
+    )
+    split = splits.load_split_dir(tmp_path / "split", dataset)
+    assert split.user_ids.tolist() == [1, 2]
+    assert split.train.users == dataset.interactions.users
+    assert np.diff(split.fold_in.user_items.indptr).tolist() == [2, 1]
+    assert np.diff(split.target.user_items.indptr).tolist() == [1, 2]
+    # -1 is watched without a rating.
+    assert split.fold_in.ratings.nnz == 2
+
+
+def test_split_dir_runner(dataset, tmp_path):
+    items = dataset.interactions.items.ids
+    _write_split(
+        tmp_path / "split",
+        [(1, int(items[0]), 8), (2, int(items[20]), 5)],
+        [(1, int(items[2])), (2, int(items[21]))],
+    )
+    result = runner.evaluate(
+        dataset, [("popular", {})], split_dir=tmp_path / "split", n_bootstrap=10
+    )
+    assert result["protocol"]["name"] == "split-dir"
+    assert result["protocol"]["n_test_users"] == 2
+    assert "split_dir" in result["protocol"]["settings"]
+
+
+def test_split_dir_overlapping_users(dataset, tmp_path):
+    items = dataset.interactions.items.ids
+    known_user = int(dataset.interactions.users.ids[0])
+    _write_split(
+        tmp_path / "split",
+        [(known_user, int(items[0]), 8)],
+        [(known_user, int(items[2]))],
+    )
+    with pytest.raises(DataError, match="also in dataset"):
+        splits.load_split_dir(tmp_path / "split", dataset)
+    split = splits.load_split_dir(tmp_path / "split", dataset, overlap="drop")
+    assert known_user not in split.train.users
+    assert split.train.n_users == dataset.interactions.n_users - 1
+
+
+def test_split_dir_unknown_anime(dataset, tmp_path):
+    items = dataset.interactions.items.ids
+    _write_split(tmp_path / "split", [(1, 999_999, 8)], [(1, int(items[2]))])
+    with pytest.raises(DataError, match="fold_in.csv:2"):
+        splits.load_split_dir(tmp_path / "split", dataset)
+
+
+def test_split_dir_missing_file(dataset, tmp_path):
+    (tmp_path / "split").mkdir()
+    with pytest.raises(DataError, match="fold_in.csv"):
+        splits.load_split_dir(tmp_path / "split", dataset)
+
+
+def test_split_dir_pair_on_both_sides(dataset, tmp_path):
+    items = dataset.interactions.items.ids
+    _write_split(tmp_path / "split", [(1, int(items[2]), 8)], [(1, int(items[2]))])
+    with pytest.raises(DataError, match="more than once"):
+        splits.load_split_dir(tmp_path / "split", dataset)
+
+
+# --- rating protocols --------------------------------------------------------------------
+
+
+def test_rating_kfold_partitions_ratings(dataset):
+    folds = splits.rating_kfold_splits(dataset.interactions, n_folds=4, random_state=0)
+    n_items = dataset.interactions.n_items
+    seen_keys: list[int] = []
+    for fold in folds:
+        keys = fold.user_idx * n_items + fold.item_idx
+        seen_keys.extend(keys.tolist())
+        train_pairs = _pairs(fold.train.user_items)
+        assert not train_pairs & set(zip(fold.user_idx.tolist(), fold.item_idx.tolist()))
+    assert len(seen_keys) == len(set(seen_keys)) == dataset.interactions.ratings.nnz
+
+
+def test_rating_holdout_values_match_data(dataset):
+    fold = splits.rating_holdout_split(dataset.interactions, test_fraction=0.3, random_state=0)
+    ratings = dataset.interactions.ratings
+    expected = np.asarray(ratings[fold.user_idx, fold.item_idx]).ravel()
+    np.testing.assert_allclose(fold.ratings, expected)
+    assert fold.ratings.size == round(0.3 * ratings.nnz)
+
+
+def test_predefined_folds_from_metadata(dataset):
+    ratings = dataset.interactions.ratings.tocoo()
+    users = dataset.interactions.users.ids[ratings.row]
+    items = dataset.interactions.items.ids[ratings.col]
+    pairs = np.column_stack([users, items])
+    with_folds = dataclasses.replace(
+        dataset, metadata={"folds": [{"name": "a", "test": pairs[:10]}, {"test": pairs[10:25]}]}
+    )
+    folds = splits.predefined_rating_folds(with_folds)
+    assert [fold.ratings.size for fold in folds] == [10, 15]
+
+
+def test_predefined_folds_missing_raise(dataset):
+    with pytest.raises(ConfigError, match="no predefined folds"):
+        splits.predefined_rating_folds(dataset)
+
+
+def test_runner_skips_models_without_ratings(dataset):
+    result = runner.evaluate(dataset, [("popular", {})], protocol="rating-kfold", n_folds=3)
+    assert "skipped" in result["models"]["popular"]
+
+
+# --- real data ---------------------------------------------------------------------------
+
+
+def _data_root() -> Path:
+    configured = os.environ.get("ANIMEREC_TEST_DATA")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.slow
+def test_real_data_strong_split():
+    folder = _data_root() / "anime-2016"
+    if not (folder / "rating.csv").is_file():
+        pytest.skip(f"real data not found at {folder}; set ANIMEREC_TEST_DATA")
+    from animerec.data.loaders import load_format
+
+    real, _ = load_format("kaggle-2016", folder)
+    split = splits.strong_generalization_split(real.interactions, test_users=500, random_state=0)
+    assert split.n_users == 500
+    assert not set(split.user_ids.tolist()) & set(split.train.users.ids.tolist())
+    total = split.train.nnz + split.fold_in.nnz + split.target.nnz
+    assert total == real.interactions.nnz
