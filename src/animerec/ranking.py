@@ -43,6 +43,15 @@ class RankingOptions:
     def __post_init__(self) -> None:
         if not 1 <= int(self.n) <= MAX_N:
             raise ConfigError(f"n must be between 1 and {MAX_N}, got {self.n}")
+        # Callers pass lists (JSON, CLI) or one bare label. Tuples keep options hashable,
+        # and a bare string is one label, not a sequence of characters.
+        for name in ("genres", "exclude_genres", "types", "exclude_types", "deny", "allow"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, (str, int)):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
 
     def replace(self, **changes) -> "RankingOptions":
         return dataclasses.replace(self, **changes)
