@@ -8,8 +8,9 @@ Layout (schema version 1):
 - `catalog`: one row per anime and dataset with the core columns; further columns that
   richer loaders add (studios, source, synopsis, year, ...) are kept in a JSON `extra` column.
 - `arrays`: interaction column arrays as `.npy` blobs (`user_id` int64, `anime_id` int64,
-  `rating` float32 with NaN for watched-but-unrated, `weight` float32) plus the user ids of
-  the user map, split into chunks of at most `CHUNK_BYTES`. Blobs are loaded with
+  `rating` float32 with NaN for watched-but-unrated, `weight` float32, and `timestamp` int64
+  Unix seconds when the source has times) plus the user ids of the user map, split into
+  chunks of at most `CHUNK_BYTES`. Blobs are loaded with
   `allow_pickle=False`.
 
 `save_dataset` replaces a dataset in one transaction, so an exception or a killed process
@@ -52,6 +53,8 @@ DATABASE_FILE = "animerec.sqlite"
 SCHEMA_VERSION = 1
 # SQLite rejects values over 1,000,000,000 bytes by default, so large arrays are split.
 CHUNK_BYTES = 256 * 1024 * 1024
+# Interaction columns every dataset has, plus the user ids of its user map; "timestamp" is optional.
+REQUIRED_ARRAYS = ("user_id", "anime_id", "rating", "weight", "users")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 _SCHEMA = """
@@ -256,7 +259,9 @@ class Store:
             format_name, rating_min, rating_max, metadata, extra_columns, user_features_blob = row
             extra_kinds = dict(json.loads(extra_columns))
             catalog = Catalog(self._read_catalog(name, extra_kinds))
-            arrays = {array: self._read_array(name, array) for array in ("user_id", "anime_id", "rating", "weight", "users")}
+            arrays = {array_name: self._read_array(name, array_name) for array_name in REQUIRED_ARRAYS}
+            if self._has_array(name, "timestamp"):
+                arrays["timestamp"] = self._read_array(name, "timestamp")
 
         interactions = Interactions.from_arrays(
             arrays["user_id"],
@@ -266,6 +271,7 @@ class Store:
             users=IdMap(arrays["users"], kind="user_id"),
             items=catalog.items,
             rating_scale=(float(rating_min), float(rating_max)),
+            timestamps=arrays.get("timestamp"),
         )
         user_features = _read_parquet(user_features_blob) if user_features_blob is not None else None
         return Dataset(
@@ -360,6 +366,12 @@ class Store:
             extra={column: _restore_column(values, extra_kinds[column]) for column, values in extra_values.items()},
         )
 
+    def _has_array(self, dataset_name: str, array_name: str) -> bool:
+        row = self.connection.execute(
+            "SELECT 1 FROM arrays WHERE dataset = ? AND name = ? LIMIT 1", (dataset_name, array_name)
+        ).fetchone()
+        return row is not None
+
     def _read_array(self, dataset_name: str, array_name: str) -> np.ndarray:
         chunks = self.connection.execute(
             "SELECT data FROM arrays WHERE dataset = ? AND name = ? ORDER BY chunk",
@@ -406,18 +418,40 @@ def interaction_arrays(interactions: Interactions) -> dict[str, np.ndarray]:
     found = positions < pair_keys.size
     found[found] = pair_keys[positions[found]] == rated_keys[found]
     rating[positions[found]] = ratings.data[found]
+
+    timestamp = None
+    if interactions.timestamps is not None:
+        timestamp = _values_at(_sorted_csr(interactions.timestamps), pair_keys, n_items, np.int64)
+
     if not found.all():
         rows = np.concatenate([rows, rated_rows[~found]])
         cols = np.concatenate([cols, rated_cols[~found]])
         weight = np.concatenate([weight, np.zeros(int((~found).sum()), dtype=np.float32)])
         rating = np.concatenate([rating, ratings.data[~found].astype(np.float32)])
+        if timestamp is not None:
+            timestamp = np.concatenate([timestamp, np.zeros(int((~found).sum()), dtype=np.int64)])
 
-    return {
+    arrays = {
         "user_id": interactions.users.ids[rows],
         "anime_id": interactions.items.ids[cols],
         "rating": rating,
         "weight": weight,
     }
+    if timestamp is not None:
+        arrays["timestamp"] = timestamp
+    return arrays
+
+
+def _values_at(matrix: sp.csr_matrix, pair_keys: np.ndarray, n_items: int, dtype: type) -> np.ndarray:
+    """Return the matrix values at the pairs `row * n_items + col` (0 where not stored)."""
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    keys = rows * n_items + matrix.indices.astype(np.int64)
+    values = np.zeros(pair_keys.shape, dtype=dtype)
+    positions = np.searchsorted(pair_keys, keys)
+    inside = positions < pair_keys.size
+    inside[inside] = pair_keys[positions[inside]] == keys[inside]
+    values[positions[inside]] = matrix.data[inside]
+    return values
 
 
 def extra_column_kinds(frame: pd.DataFrame) -> dict[str, str]:
