@@ -18,6 +18,8 @@ MODEL_PATHS: dict[str, str] = {
     "itemknn": "animerec.models.itemknn:ItemKNNRecommender",
     "als": "animerec.models.als:ALSRecommender",
     "ease": "animerec.models.ease:EASERecommender",
+    "content": "animerec.models.content:ContentRecommender",
+    "hybrid": "animerec.models.hybrid:HybridRecommender",
 }
 
 DEFAULT_MODEL = "als"

@@ -1,0 +1,563 @@
+"""Hybrid recommendations: a collaborative model, content features and a user-feature prior,
+blended with weights that depend on how long the person's history is.
+
+Three components score every anime:
+
+- `cf`: a registered collaborative model (EASE by default). It is strong for people with
+  long histories and cannot score anime that have no training interactions.
+- `content`: `ContentRecommender` on catalogue features. It scores every anime, including
+  anime nobody has watched yet.
+- `prior`: item popularity in the training data, conditioned on the person's user features
+  (age, gender, occupation) when the dataset has them. With features it is a naive-Bayes
+  estimate P(item) · Π_f P(feature value | item), with the value shares smoothed towards
+  their overall share. It is what a person with almost no history can be told.
+
+Each component's scores are standardised per person (z-scores over the finite entries; an
+anime a component cannot score gets that person's lowest z-score), then summed with weights
+chosen per history-length bucket. `fit` learns those weights: it holds out a random set of
+training users, fits the components on the rest, folds in a random number of each held-out
+user's titles, and for each bucket keeps the weight combination (a grid of step 0.1 on the
+simplex) with the best NDCG@k on the remaining titles. Then the components are refitted on
+all training users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from animerec.data.interactions import Dataset, Interactions, histories_to_interactions
+from animerec.errors import ConfigError
+from animerec.models.base import ModelConfig, Recommender, iter_chunks
+from animerec.models.content import ContentConfig, ContentRecommender
+
+logger = logging.getLogger(__name__)
+
+COMPONENTS = ("cf", "content", "prior")
+# Upper bounds of the history-length buckets (number of titles with a positive weight);
+# a longer history falls in the last bucket. Bucket 0 is an empty history.
+BUCKET_BOUNDS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55)
+# Blend used for a bucket that validation could not tune (too few held-out users).
+DEFAULT_BLEND = {0: (0.0, 0.0, 1.0), 2: (0.3, 0.3, 0.4), 5: (0.5, 0.2, 0.3), 10_000: (0.8, 0.1, 0.1)}
+# Held-out users a bucket needs before its tuned weights are trusted.
+MIN_BUCKET_USERS = 15
+GRID_STEP = 0.1
+# User-feature columns with more distinct values than this (zip codes) are not used.
+MAX_FEATURE_VALUES = 50
+# A value seen for fewer training users than this is treated as unknown.
+MIN_VALUE_USERS = 5
+# Numeric user features (age) are cut into this many quantile bands.
+NUMERIC_BANDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class HybridConfig(ModelConfig):
+    # Registered name of the collaborative component and its parameters as a JSON object.
+    cf_model: str = "ease"
+    cf_params: str = "{}"
+    # Share of training users held out to tune the blend, and a cap on their number.
+    validation_fraction: float = 0.2
+    max_validation_users: int = 1000
+    # List length the blend is tuned for (NDCG@k).
+    k: int = 10
+    use_user_features: bool = True
+    # Pseudo-count pulling a feature value's share for an item towards its overall share.
+    prior_smoothing: float = 10.0
+    random_state: int = 42
+
+    def __post_init__(self) -> None:
+        if self.cf_model in ("hybrid", "content"):
+            raise ConfigError(f"cf_model must be a collaborative model, got {self.cf_model!r}")
+        try:
+            params = json.loads(self.cf_params)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"cf_params must be a JSON object, got {self.cf_params!r}: {err}") from err
+        if not isinstance(params, dict):
+            raise ConfigError(f"cf_params must be a JSON object, got {self.cf_params!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+        if self.max_validation_users < 0 or self.k < 1:
+            raise ConfigError("max_validation_users must be >= 0 and k >= 1")
+        if not self.prior_smoothing > 0:
+            raise ConfigError(f"prior_smoothing must be positive, got {self.prior_smoothing}")
+
+
+def history_bucket(lengths: np.ndarray) -> np.ndarray:
+    """Return the bucket number of each history length."""
+    return np.searchsorted(np.asarray(BUCKET_BOUNDS), np.asarray(lengths), side="left").astype(np.int64)
+
+
+def positive_lengths(user_items: sp.csr_matrix) -> np.ndarray:
+    """Return the number of entries with a positive weight in each row."""
+    positive = sp.csr_matrix(user_items > 0)
+    return np.diff(positive.indptr)
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Return per-row z-scores over finite entries; non-finite entries get the row's minimum.
+
+    A row with no spread (or nothing finite) becomes all zeros.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    finite = np.isfinite(scores)
+    counts = finite.sum(axis=1, keepdims=True)
+    safe = np.where(finite, scores, 0.0).astype(np.float64)
+    means = safe.sum(axis=1, keepdims=True) / np.maximum(counts, 1)
+    squares = np.where(finite, (safe - means) ** 2, 0.0).sum(axis=1, keepdims=True)
+    stds = np.sqrt(squares / np.maximum(counts, 1))
+    z = np.where(stds > 0, (safe - means) / np.where(stds > 0, stds, 1.0), 0.0)
+    lowest = np.where(finite, z, np.inf).min(axis=1, keepdims=True)
+    lowest = np.where(np.isfinite(lowest), lowest, 0.0)
+    return np.where(finite, z, lowest).astype(np.float32)
+
+
+def weight_grid(step: float = GRID_STEP) -> np.ndarray:
+    """Return every (cf, content, prior) weight triple on the simplex with the given step."""
+    count = int(round(1 / step))
+    rows = [
+        (a * step, b * step, (count - a - b) * step)
+        for a in range(count + 1)
+        for b in range(count + 1 - a)
+    ]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def default_blend() -> np.ndarray:
+    """Return the untuned blend weights, one (cf, content, prior) row per bucket."""
+    rows = []
+    for bound in (*BUCKET_BOUNDS, BUCKET_BOUNDS[-1] + 1):
+        for limit, weights in DEFAULT_BLEND.items():
+            if bound <= limit:
+                rows.append(weights)
+                break
+    return np.asarray(rows, dtype=np.float32)
+
+
+class FeaturePrior:
+    """Item popularity conditioned on categorical user features (a naive-Bayes prior).
+
+    score(u, i) = log(n_i + 1) + Σ_f log((n_{i,v_f} + m · share(v_f)) / (n_i + m)), where n_i
+    counts training users with a positive entry for item i, n_{i,v} those of them with value
+    v, share(v) the share of training users with value v, and m the smoothing pseudo-count.
+    Features whose value is unknown for a person are left out of the sum.
+    """
+
+    def __init__(self, smoothing: float) -> None:
+        self.smoothing = smoothing
+        self.columns: list[dict[str, Any]] = []
+        self.item_counts = np.zeros(0, dtype=np.float32)
+        self.value_counts: list[np.ndarray] = []
+        self.value_shares: list[np.ndarray] = []
+
+    def fit(self, user_items: sp.csr_matrix, features: pd.DataFrame | None) -> "FeaturePrior":
+        positive = sp.csr_matrix((user_items > 0).astype(np.float32))
+        self.item_counts = np.asarray(positive.sum(axis=0), dtype=np.float32).ravel()
+        self.columns = describe_columns(features) if features is not None else []
+        self.value_counts = []
+        self.value_shares = []
+        if self.columns:
+            codes = self.encode(features)
+            for position, column in enumerate(self.columns):
+                n_values = len(column["values"])
+                known = codes[:, position] >= 0
+                indicator = sp.csr_matrix(
+                    (np.ones(int(known.sum()), dtype=np.float32),
+                     (codes[known, position], np.flatnonzero(known))),
+                    shape=(n_values, positive.shape[0]),
+                )
+                self.value_counts.append(np.asarray((indicator @ positive).todense(), dtype=np.float32))
+                shares = np.bincount(codes[known, position], minlength=n_values).astype(np.float32)
+                self.value_shares.append(shares / max(float(shares.sum()), 1.0))
+        return self
+
+    def encode(self, features: pd.DataFrame | None, n_rows: int | None = None) -> np.ndarray:
+        """Return value codes (rows × used columns, int32, -1 for unknown) of a feature frame."""
+        if features is None:
+            return np.full((n_rows or 0, len(self.columns)), -1, dtype=np.int32)
+        codes = np.full((len(features), len(self.columns)), -1, dtype=np.int32)
+        for position, column in enumerate(self.columns):
+            if column["name"] not in features.columns:
+                continue
+            labels = feature_labels(features[column["name"]], column)
+            lookup = {value: code for code, value in enumerate(column["values"])}
+            codes[:, position] = [lookup.get(label, -1) for label in labels]
+        return codes
+
+    def score(self, codes: np.ndarray) -> np.ndarray:
+        """Return log-prior scores (rows × items); items no training user had are -inf."""
+        with np.errstate(divide="ignore"):
+            base = np.where(self.item_counts > 0, np.log1p(self.item_counts), -np.inf).astype(np.float32)
+        scores = np.broadcast_to(base, (codes.shape[0], base.size)).copy()
+        smoothing = np.float32(self.smoothing)
+        denominator = np.log(self.item_counts + smoothing)
+        for position in range(len(self.columns)):
+            known = codes[:, position] >= 0
+            if not known.any():
+                continue
+            values = codes[known, position]
+            numerator = self.value_counts[position][values] + smoothing * self.value_shares[position][values, None]
+            scores[known] += np.log(numerator) - denominator
+        return scores
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"item_counts": self.item_counts}
+        for position in range(len(self.columns)):
+            arrays[f"counts_{position}"] = self.value_counts[position]
+            arrays[f"shares_{position}"] = self.value_shares[position]
+        return arrays
+
+    def load(self, arrays: dict[str, np.ndarray], columns: list[dict[str, Any]]) -> None:
+        self.columns = columns
+        self.item_counts = arrays["item_counts"]
+        self.value_counts = [arrays[f"counts_{p}"] for p in range(len(columns))]
+        self.value_shares = [arrays[f"shares_{p}"] for p in range(len(columns))]
+
+
+def describe_columns(features: pd.DataFrame) -> list[dict[str, Any]]:
+    """Choose the usable user-feature columns and their value labels.
+
+    A numeric column is cut into quantile bands; a text column keeps values seen for at
+    least MIN_VALUE_USERS users and is dropped when more than MAX_FEATURE_VALUES remain.
+    """
+    columns = []
+    for name in features.columns:
+        series = features[name]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            values = pd.to_numeric(series, errors="coerce").dropna()
+            if values.nunique() < 2:
+                continue
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, NUMERIC_BANDS + 1)[1:-1]))
+            column = {"name": str(name), "kind": "numeric", "edges": [float(e) for e in edges]}
+            column["values"] = [f"band {b}" for b in range(len(edges) + 1)]
+        else:
+            counts = series.dropna().astype(str).value_counts()
+            kept = sorted(str(v) for v in counts[counts >= MIN_VALUE_USERS].index)
+            if not kept or len(kept) > MAX_FEATURE_VALUES:
+                logger.info("user feature %r not used: %d usable values", name, len(kept))
+                continue
+            column = {"name": str(name), "kind": "category", "values": kept}
+        columns.append(column)
+    return columns
+
+
+def feature_labels(series: pd.Series, column: dict[str, Any]) -> list[str | None]:
+    if column["kind"] == "numeric":
+        numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        bands = np.searchsorted(np.asarray(column["edges"]), numbers, side="right")
+        return [None if math.isnan(x) else f"band {b}" for x, b in zip(numbers, bands)]
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in series]
+
+
+class HybridRecommender(Recommender):
+    """Blends a collaborative model, content features and a user-feature prior by history length."""
+
+    name = "hybrid"
+    feedback = ("implicit", "content")
+    config_class = HybridConfig
+    description = "Hybrid: CF + content + demographic prior, blend tuned per history length."
+    uses_site_aggregates: ClassVar[bool] = False
+
+    # --- fitting ----------------------------------------------------------------------
+
+    def _make_cf(self) -> Recommender:
+        from animerec.models.registry import create_model, get_model_class
+
+        params = json.loads(self.config.cf_params)
+        model_class = get_model_class(self.config.cf_model)
+        fields = {f.name for f in dataclasses.fields(model_class.config_class)}
+        if "random_state" in fields and "random_state" not in params:
+            params["random_state"] = self.config.random_state
+        return create_model(self.config.cf_model, **params)
+
+    def _user_features(self, dataset: Dataset | None, users_ids: np.ndarray) -> pd.DataFrame | None:
+        if dataset is None or not self.config.use_user_features:
+            return None
+        features = dataset.user_features
+        if not isinstance(features, pd.DataFrame) or features.empty:
+            return None
+        return features.reindex(users_ids)
+
+    def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
+        rng = np.random.default_rng(self.config.random_state)
+        features = self._user_features(dataset, interactions.users.ids)
+
+        self.content_ = None
+        if dataset is not None:
+            self.content_ = ContentRecommender(ContentConfig()).fit(dataset)
+
+        self.blend_ = self._tune_blend(dataset, interactions, features, rng)
+
+        self.cf_ = self._make_cf().fit(interactions)
+        self.prior_ = FeaturePrior(self.config.prior_smoothing).fit(interactions.user_items, features)
+        self.user_codes_ = self.prior_.encode(features, interactions.n_users)
+        self.user_lengths_ = positive_lengths(interactions.user_items)
+
+    def _tune_blend(
+        self,
+        dataset: Dataset | None,
+        interactions: Interactions,
+        features: pd.DataFrame | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Learn one (cf, content, prior) weight row per bucket on held-out training users."""
+        blend = default_blend()
+        if self.content_ is None:
+            blend[:, 0] += blend[:, 1]
+            blend[:, 1] = 0.0
+        lengths = positive_lengths(interactions.user_items)
+        eligible = np.flatnonzero(lengths >= 2)
+        n_validation = min(
+            self.config.max_validation_users,
+            int(round(self.config.validation_fraction * interactions.n_users)),
+            eligible.size,
+        )
+        if n_validation < MIN_BUCKET_USERS or interactions.n_users - n_validation < 2:
+            logger.info("hybrid: too few users to tune the blend; using the default weights")
+            return blend
+
+        validation = np.sort(rng.choice(eligible, size=n_validation, replace=False))
+        training = np.setdiff1d(np.arange(interactions.n_users), validation)
+        train_part = interactions.select_users(training)
+        if train_part.nnz == 0:
+            return blend
+        cf = self._make_cf().fit(train_part)
+        train_features = features.iloc[training] if features is not None else None
+        prior = FeaturePrior(self.config.prior_smoothing).fit(train_part.user_items, train_features)
+
+        folds, targets, fold_lengths = self._fold_in(interactions, validation, lengths, rng)
+        z_scores = [
+            standardise(cf.score_histories(folds)),
+            standardise(self.content_.score_histories(folds)) if self.content_ is not None
+            else np.zeros((folds.n_users, folds.n_items), dtype=np.float32),
+            standardise(prior.score(prior.encode(
+                features.iloc[validation] if features is not None else None, validation.size
+            ))),
+        ]
+        seen = sp.csr_matrix(folds.user_items)
+        buckets = history_bucket(fold_lengths)
+        grid = weight_grid()
+        if self.content_ is None:
+            grid = grid[grid[:, 1] == 0]
+
+        tuned = blend.copy()
+        trusted = np.zeros(len(blend), dtype=bool)
+        for bucket in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bucket)
+            if rows.size < MIN_BUCKET_USERS:
+                continue
+            quality = [
+                self._ndcg(
+                    [z[rows] for z in z_scores], weights, seen[rows], targets[rows]
+                )
+                for weights in grid
+            ]
+            tuned[bucket] = grid[int(np.argmax(quality))]
+            trusted[bucket] = True
+            logger.info(
+                "hybrid bucket %d (%d users): weights %s, ndcg@%d %.4f",
+                bucket, rows.size, tuned[bucket].round(2).tolist(), self.config.k, max(quality),
+            )
+
+        # An untuned bucket takes the weights of the nearest tuned one.
+        if trusted.any():
+            tuned_positions = np.flatnonzero(trusted)
+            for bucket in np.flatnonzero(~trusted):
+                if bucket == 0:
+                    continue
+                nearest = tuned_positions[np.argmin(np.abs(tuned_positions - bucket))]
+                tuned[bucket] = tuned[nearest]
+        return tuned
+
+    def _fold_in(
+        self,
+        interactions: Interactions,
+        validation: np.ndarray,
+        lengths: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[Interactions, sp.csr_matrix, np.ndarray]:
+        """Split each held-out user's positive titles into a fold-in part of random length
+        (a random bucket the history allows) and a target part."""
+        histories: list[list[tuple[int, float | None]]] = []
+        weights: list[list[float]] = []
+        target_rows: list[np.ndarray] = []
+        fold_lengths = np.zeros(validation.size, dtype=np.int64)
+        bounds = np.asarray(BUCKET_BOUNDS[1:] + (10**9,))
+        lower = np.asarray((1,) + tuple(b + 1 for b in BUCKET_BOUNDS[1:]))
+        for row, user in enumerate(validation):
+            item_idx, ratings = interactions.history(int(user))
+            start, end = interactions.user_items.indptr[user], interactions.user_items.indptr[user + 1]
+            values = interactions.user_items.data[start:end]
+            positive = np.flatnonzero(values > 0)
+            allowed = np.flatnonzero(lower <= lengths[user] - 1)
+            bucket = rng.choice(allowed)
+            high = min(int(bounds[bucket]), int(lengths[user]) - 1)
+            size = int(rng.integers(lower[bucket], high + 1))
+            chosen = rng.permutation(positive)
+            fold, target = chosen[:size], chosen[size:]
+            fold_lengths[row] = size
+            histories.append([
+                (int(interactions.items.ids[item_idx[p]]), None if np.isnan(ratings[p]) else float(ratings[p]))
+                for p in fold
+            ])
+            weights.append([float(values[p]) for p in fold])
+            target_rows.append(item_idx[target])
+        folds = histories_to_interactions(
+            histories, interactions.items, interactions.rating_scale, weights=weights
+        )
+        indptr = np.concatenate([[0], np.cumsum([t.size for t in target_rows])])
+        indices = np.concatenate(target_rows) if target_rows else np.empty(0, np.int32)
+        targets = sp.csr_matrix(
+            (np.ones(indices.size, dtype=np.float32), indices, indptr),
+            shape=(validation.size, interactions.n_items),
+        )
+        return folds, targets, fold_lengths
+
+    def _ndcg(
+        self,
+        z_scores: list[np.ndarray],
+        weights: np.ndarray,
+        seen: sp.csr_matrix,
+        targets: sp.csr_matrix,
+    ) -> float:
+        from animerec.evaluation.metrics import mean, ndcg_at_k
+
+        combined = weights[0] * z_scores[0] + weights[1] * z_scores[1] + weights[2] * z_scores[2]
+        rows, columns = seen.nonzero()
+        combined[rows, columns] = -np.inf
+        k = min(self.config.k, combined.shape[1])
+        top = np.argpartition(-combined, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(combined, top, axis=1)
+        top = np.take_along_axis(top, np.argsort(-order, axis=1, kind="stable"), axis=1)
+        return mean(ndcg_at_k(top, targets, k))
+
+    # --- scoring ----------------------------------------------------------------------
+
+    def _blend(self, parts: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+        weights = self.blend_[history_bucket(lengths)]
+        combined = np.zeros(parts[0].shape, dtype=np.float32)
+        for position, part in enumerate(parts):
+            combined += weights[:, position, None] * standardise(part)
+        return combined
+
+    def _content_part(self, shape: tuple[int, int], scorer) -> np.ndarray:
+        if self.content_ is None:
+            return np.zeros(shape, dtype=np.float32)
+        return scorer()
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        scores = np.empty((user_idx.size, len(self.items_)), dtype=np.float32)
+        for block in iter_chunks(user_idx.size):
+            users = user_idx[block]
+            shape = (users.size, len(self.items_))
+            parts = [
+                self.cf_.score_users(users),
+                self._content_part(shape, lambda: self.content_.score_users(users)),
+                self.prior_.score(self.user_codes_[users]),
+            ]
+            scores[block] = self._blend(parts, self.user_lengths_[users])
+        return scores
+
+    def score_histories(
+        self, histories: Interactions, user_features: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """Fold in people who are not in the training data and return their scores.
+
+        `user_features`, when given, has one row per history row (in the same order) with
+        the dataset's user-feature columns; the prior then uses them.
+        """
+        self.check_fitted()
+        if histories.items != self.items_:
+            raise ConfigError(
+                "histories use a different item map than the model; build them with the model's items_"
+            )
+        if user_features is not None and len(user_features) != histories.n_users:
+            raise ConfigError(
+                f"user_features has {len(user_features)} rows but there are {histories.n_users} histories"
+            )
+        return self._blend_histories(histories, user_features)
+
+    def _score_histories(self, histories: Interactions) -> np.ndarray:
+        return self._blend_histories(histories, None)
+
+    def _blend_histories(self, histories: Interactions, user_features: pd.DataFrame | None) -> np.ndarray:
+        codes = self.prior_.encode(
+            user_features.reset_index(drop=True) if user_features is not None else None,
+            histories.n_users,
+        )
+        shape = (histories.n_users, len(self.items_))
+        parts = [
+            self.cf_.score_histories(histories),
+            self._content_part(shape, lambda: self.content_.score_histories(histories)),
+            self.prior_.score(codes),
+        ]
+        return self._blend(parts, positive_lengths(histories.user_items))
+
+    def _similar_items(self, item_idx: int) -> np.ndarray:
+        rows = [self.cf_.item_similarities(item_idx)[None, :]]
+        if self.content_ is not None:
+            rows.append(self.content_.item_similarities(item_idx)[None, :])
+        return np.mean([standardise(row) for row in rows], axis=0).ravel()
+
+    # --- persistence ------------------------------------------------------------------
+
+    def _get_arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {
+            "blend": self.blend_,
+            "user_codes": self.user_codes_,
+            "user_lengths": self.user_lengths_,
+        }
+        for key, value in self.cf_._get_arrays().items():
+            arrays[f"cf__{key}"] = value
+        if self.content_ is not None:
+            for key, value in self.content_._get_arrays().items():
+                arrays[f"content__{key}"] = value
+        for key, value in self.prior_.to_arrays().items():
+            arrays[f"prior__{key}"] = value
+        return arrays
+
+    def _get_meta(self) -> dict[str, Any]:
+        return {
+            "cf": self.cf_._get_meta(),
+            "has_content": self.content_ is not None,
+            "content": self.content_._get_meta() if self.content_ is not None else {},
+            "prior_columns": self.prior_.columns,
+        }
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self._loaded_arrays = arrays
+
+    def _set_meta(self, meta: dict[str, Any]) -> None:
+        # Called by load_model after _set_arrays; sub-models need both arrays and metadata.
+        arrays = self.__dict__.pop("_loaded_arrays")
+        self.blend_ = arrays["blend"]
+        self.user_codes_ = arrays["user_codes"]
+        self.user_lengths_ = arrays["user_lengths"]
+
+        self.cf_ = self._make_cf()
+        self._attach(self.cf_, _prefixed(arrays, "cf__"), meta.get("cf", {}))
+        self.content_ = None
+        if meta.get("has_content"):
+            self.content_ = ContentRecommender(ContentConfig())
+            self._attach(self.content_, _prefixed(arrays, "content__"), meta.get("content", {}))
+        self.prior_ = FeaturePrior(self.config.prior_smoothing)
+        self.prior_.load(_prefixed(arrays, "prior__"), list(meta.get("prior_columns", [])))
+
+    def _attach(self, model: Recommender, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        model.users_ = self.users_
+        model.items_ = self.items_
+        model.rating_scale_ = self.rating_scale_
+        model._set_arrays(arrays)
+        model._set_meta(meta)
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
