@@ -16,6 +16,7 @@ import html
 import json
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -184,10 +185,17 @@ def guarded(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Output width when stdout is not a terminal; Rich would otherwise fold tables at 80 columns.
+PIPE_WIDTH = 140
+
+
 def _stdout_console() -> "Console":
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=PIPE_WIDTH)
+    return console
 
 
 def _stderr_console() -> "Console":
@@ -200,12 +208,13 @@ def _stderr_console() -> "Console":
 def progress(message: str) -> Iterator[Callable[[str], None]]:
     """Show a spinner with `message` on stderr and yield a function that updates it.
 
-    When stderr is not a terminal (a log file, CI), each step is printed as a plain line.
+    When stderr is not a terminal (a log file, CI), the steps are logged at INFO level
+    instead, so they appear with -v and a failing command still writes one line.
     """
     console = _stderr_console()
     if not console.is_terminal:
-        console.print(message, markup=False)
-        yield lambda step: console.print(f"  {step}", markup=False)
+        logger.info("%s", message)
+        yield lambda step: logger.info("  %s", step)
         return
     with console.status(message) as status:
         yield lambda step: status.update(f"{message} {step}")
@@ -245,7 +254,7 @@ def print_results(results: list[dict], caption: str) -> None:
     table.add_column("title", overflow="fold")
     table.add_column("type")
     table.add_column("eps", justify="right")
-    table.add_column("genres", overflow="fold")
+    table.add_column("genres", overflow="ellipsis", no_wrap=True, max_width=32)
     table.add_column("score", justify="right")
     with_reasons = any(row.get("reasons") for row in results)
     if with_reasons:
@@ -403,10 +412,9 @@ def ingest(
     if json_output:
         print_json(report.to_dict())
         return
-    console = _stdout_console()
     for line in report.summary_lines():
-        console.print(line, markup=False)
-    console.print(f"Saved dataset {dataset.name!r}. Next: `animerec train als`.", markup=False)
+        typer.echo(line)
+    typer.echo(f"Saved dataset {dataset.name!r}. Next: `animerec train als`.")
 
 
 # --- train ---------------------------------------------------------------------------------
@@ -432,7 +440,7 @@ def train(
 
     store = open_store(ctx)
     try:
-        with progress(f"Loading dataset {options.dataset or ''}…".replace("  ", " ")):
+        with progress("Loading dataset…"):
             from animerec.service import load_dataset_cached
 
             dataset = load_dataset_cached(store, options.dataset)
@@ -456,10 +464,9 @@ def train(
     if json_output:
         print_json(summary)
         return
-    _stdout_console().print(
+    typer.echo(
         f"Trained {model_name} on {dataset.name!r} ({summary['n_users']:,} users, "
-        f"{summary['n_items']:,} anime) in {fit_seconds:.1f} s; saved to {path}",
-        markup=False,
+        f"{summary['n_items']:,} anime) in {fit_seconds:.1f} s; saved to {path}"
     )
 
 
@@ -624,8 +631,10 @@ def datasets(
     if not rows:
         _stdout_console().print("No datasets yet: run `animerec ingest kaggle-2016 DIR`.", markup=False)
         return
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    print_records(rows, columns, "Datasets")
+    preferred = ["name", "format", "n_users", "n_items", "n_interactions", "n_ratings", "ingested_at", "current"]
+    present = list(dict.fromkeys(key for row in rows for key in row))
+    columns = [key for key in preferred if key in present] + [key for key in present if key not in preferred]
+    print_records(rows, columns, "Datasets (current: the default for other commands)")
 
 
 # --- evaluate ------------------------------------------------------------------------------
@@ -683,6 +692,10 @@ def evaluate(
     specs = [(name, per_model[name]) for name in names]
 
     # Options left unset fall back to the runner's own defaults.
+    if test_users is not None and test_users >= 1:
+        if not float(test_users).is_integer():
+            raise ConfigError(f"--test-users must be a fraction below 1 or a whole count, got {test_users}")
+        test_users = int(test_users)
     forwarded = {
         "protocol": protocol,
         "split_dir": split_dir,
@@ -700,8 +713,8 @@ def evaluate(
             dataset = load_dataset_cached(store, options.dataset)
     finally:
         store.close()
-    with progress(f"Evaluating {', '.join(names)} on {dataset.name}…"):
-        result = runner.evaluate(dataset, specs, **forwarded)
+    with progress(f"Evaluating {', '.join(names)} on {dataset.name}…") as step:
+        result = runner.evaluate(dataset, specs, progress=step, **forwarded)
 
     if json_output:
         print_json(result)
@@ -710,13 +723,74 @@ def evaluate(
 
 
 def print_evaluation(result: dict) -> None:
-    """Print an evaluation result as one row per model and one column per metric."""
+    """Print an evaluation result: one row per model, one column per metric, and the
+    protocol in the caption. Confidence intervals and breakdowns appear only with --json."""
     scores: dict[str, dict[str, Any]] = result.get("models", {})
-    metrics = list(dict.fromkeys(metric for row in scores.values() for metric in row))
-    rows = [{"model": name, **row} for name, row in scores.items()]
+    metrics = list(result.get("metrics") or [])
+    if not metrics:
+        metrics = list(
+            dict.fromkeys(
+                metric
+                for row in scores.values()
+                for metric, value in row.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+            )
+        )
+    rows = [
+        {"model": name, **{metric: _format_metric(row.get(metric)) for metric in metrics}}
+        for name, row in scores.items()
+    ]
+
     protocol = result.get("protocol", {})
-    caption = "Evaluation: " + ", ".join(f"{key}={_format_cell(value)}" for key, value in protocol.items())
-    print_records(rows, ["model", *metrics], caption)
+    described = [str(protocol.get("name", "evaluation"))]
+    for key in ("n_test_users", "n_train_users", "seed", "k"):
+        if protocol.get(key) is not None:
+            described.append(f"{key}={protocol[key]}")
+    print_records(rows, ["model", *metrics], "Evaluation: " + ", ".join(described))
+
+
+def _format_metric(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+@app.command()
+@guarded
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8000,
+    model: Annotated[
+        Optional[str], typer.Option("--model", help="Trained model to serve (default: als when trained, else the newest).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes; each loads the dataset and model.")
+    ] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log one line per request.")
+    ] = True,
+) -> None:
+    """Serve the HTTP API (docs at /docs) and the web page (at /) until Ctrl+C.
+
+    Send SIGHUP or POST /admin/reload to load a newly trained model without a restart.
+    """
+    from animerec.serving.server import run_server
+
+    options = _globals(ctx)
+    run_server(
+        host=host,
+        port=port,
+        workers=workers,
+        home=options.home,
+        dataset=options.dataset,
+        model=model,
+        access_log=access_log,
+        log_level="debug" if options.verbose > 1 else "info",
+    )
 
 
 # --- entry point ---------------------------------------------------------------------------
