@@ -14,6 +14,8 @@ import numpy as np
 from animerec.errors import ConfigError, UnknownIdError
 
 UnknownPolicy = Literal["raise", "drop", "mask"]
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 
 
 class IdMap:
@@ -42,7 +44,12 @@ class IdMap:
     def __contains__(self, external_id: object) -> bool:
         try:
             value = int(external_id)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
+            return False
+        # int() truncates 1.5 to 1; an id must equal the integer, not just round to it.
+        if isinstance(external_id, (float, np.floating)) and value != external_id:
+            return False
+        if not _INT64_MIN <= value <= _INT64_MAX:
             return False
         pos = int(np.searchsorted(self._ids, value))
         return pos < self._ids.size and int(self._ids[pos]) == value
@@ -75,19 +82,17 @@ class IdMap:
         """
         if unknown not in ("raise", "drop", "mask"):
             raise ConfigError(f"unknown-id policy must be raise, drop or mask, not {unknown!r}")
-        values = np.asarray(
-            list(external_ids) if not isinstance(external_ids, np.ndarray) else external_ids,
-            dtype=np.int64,
-        )
+        values, valid = _as_int64(external_ids)
         positions = np.searchsorted(self._ids, values)
         clipped = np.minimum(positions, max(self._ids.size - 1, 0))
-        found = (positions < self._ids.size) & (
+        found = valid & (positions < self._ids.size) & (
             self._ids[clipped] == values if self._ids.size else np.zeros(values.shape, bool)
         )
         if unknown == "raise" and not found.all():
-            first = values[~found][0]
+            first = _listed(external_ids)[int(np.argmin(found))]
+            first = first.item() if isinstance(first, np.generic) else first
             raise UnknownIdError(
-                f"unknown {self.kind} {int(first)}: it is not in this data or model"
+                f"unknown {self.kind} {first!r}: it is not in this data or model"
             )
         if unknown == "drop":
             return positions[found].astype(np.int32)
@@ -103,3 +108,37 @@ class IdMap:
                 f"{self.kind} position out of range 0..{self._ids.size - 1}: got {idx.min()}..{idx.max()}"
             )
         return self._ids[idx]
+
+
+def _listed(values: Iterable[int] | np.ndarray) -> list | np.ndarray:
+    return values if isinstance(values, np.ndarray) else list(values)
+
+
+def _as_int64(external_ids: Iterable[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Convert ids to int64 and flag the ones that are whole numbers within int64 range.
+
+    An id that is not (1.5, 2**70, "x") gets the placeholder 0 and False, so no policy ever
+    matches it to the id that truncation or wrap-around would give.
+    """
+    raw = np.asarray(_listed(external_ids))
+    if raw.dtype.kind in "ib":
+        return raw.astype(np.int64), np.ones(raw.shape, dtype=bool)
+    if raw.dtype.kind == "u":
+        valid = raw <= _INT64_MAX
+        return np.where(valid, raw, 0).astype(np.int64), valid
+    if raw.dtype.kind == "f":
+        valid = np.isfinite(raw) & (raw == np.round(raw)) & (raw >= _INT64_MIN) & (raw < 2.0**63)
+        return np.where(valid, raw, 0).astype(np.int64), valid
+    values = np.zeros(raw.shape, dtype=np.int64)
+    valid = np.zeros(raw.shape, dtype=bool)
+    for position, value in enumerate(raw.ravel().tolist()):
+        try:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if isinstance(value, float) and number != value:
+            continue
+        if _INT64_MIN <= number <= _INT64_MAX:
+            values.flat[position] = number
+            valid.flat[position] = True
+    return values, valid
