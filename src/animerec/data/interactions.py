@@ -88,6 +88,12 @@ class Interactions:
         user_items = sp.csr_matrix(
             (np.asarray(weights, dtype=np.float32), (rows, cols)), shape=shape
         )
+        # Building a CSR matrix sums repeated pairs, so fewer stored values mean duplicates.
+        if user_items.nnz != rows.size:
+            raise ConfigError(
+                f"{rows.size - user_items.nnz} rows repeat a user–anime pair; "
+                "apply a duplicate policy before building interactions"
+            )
         rated = ~np.isnan(ratings)
         rating_matrix = sp.csr_matrix(
             (ratings[rated], (rows[rated], cols[rated])), shape=shape, dtype=np.float32
@@ -122,8 +128,12 @@ class Interactions:
         rated = self.ratings[user_idx]
         rating = np.full(item_idx.shape, np.nan, dtype=np.float32)
         if rated.nnz:
+            # A rated pair missing from user_items (possible when a caller built the matrices
+            # by hand) has no slot here, so it is skipped rather than written to a neighbour.
             positions = np.searchsorted(item_idx, rated.indices)
-            rating[positions] = rated.data
+            inside = positions < item_idx.size
+            inside[inside] = item_idx[positions[inside]] == rated.indices[inside]
+            rating[positions[inside]] = rated.data[inside]
         return item_idx, rating
 
 
