@@ -135,9 +135,10 @@ class Catalog:
         if len(found) < n:
             seen = set(found)
             close = difflib.get_close_matches(query, normalized, n=n * 3, cutoff=0.6)
+            positions_by_title = self._title_positions()
             for title in close:
-                for pos, candidate in enumerate(normalized):
-                    if candidate == title and pos not in seen:
+                for pos in positions_by_title[title]:
+                    if pos not in seen:
                         found.append(pos)
                         seen.add(pos)
         return [int(ids[p]) for p in found[:n]]
@@ -151,7 +152,12 @@ class Catalog:
         if len(exact) == 1:
             return int(ids[exact[0]])
         if len(exact) > 1:
-            listed = ", ".join(f"{self.frame.at[p, 'title']} (id {ids[p]})" for p in exact[:5])
+            # Same-titled anime usually differ in type (an OVA and a movie), so show it.
+            types = [self.frame.at[p, "type"] for p in exact[:5]]
+            listed = ", ".join(
+                f"{self.frame.at[p, 'title']} ({kind if isinstance(kind, str) else 'unknown type'}, id {ids[p]})"
+                for p, kind in zip(exact[:5], types)
+            )
             raise NotFoundError(
                 f"title {text!r} is ambiguous: it matches {listed}. Use an anime id instead."
             )
