@@ -172,6 +172,9 @@ def describe_service(service: Any) -> dict[str, Any]:
         "model": getattr(model, "name", None) or type(model).__name__,
         "dataset": getattr(dataset, "name", None),
     }
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        info["model_config"] = config.to_dict()
     interactions = getattr(dataset, "interactions", None)
     if interactions is not None:
         info["n_users"] = int(interactions.n_users)
