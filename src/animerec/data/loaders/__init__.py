@@ -20,6 +20,7 @@ from animerec.errors import ConfigError, DataError
 
 FORMATS: dict[str, str] = {
     "kaggle-2016": "animerec.data.loaders.kaggle2016:load_kaggle_2016",
+    "mal-2020": "animerec.data.loaders.mal2020:load_mal_2020",
 }
 
 Loader = Callable[..., tuple[Dataset, IngestReport]]
