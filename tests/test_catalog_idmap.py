@@ -59,6 +59,18 @@ def test_idmap_rejects_non_integral_ids():
         ids.to_idx([5, 2**70])
 
 
+@pytest.mark.parametrize("ids", [[5, 9, 100], [1, 10**15]], ids=["dense", "sparse"])
+def test_idmap_lookup_paths_agree(ids):
+    # Dense ids use a lookup table and sparse ids a binary search; both must give one answer.
+    id_map = IdMap(ids, kind="anime_id")
+    queries = [-(2**63), 2**63 - 1, ids[0] - 1, ids[0], ids[-1], ids[-1] + 1, 7]
+
+    expected = [ids.index(query) if query in ids else -1 for query in queries]
+
+    assert id_map.to_idx(queries, unknown="mask").tolist() == expected
+    assert id_map.to_idx(np.array(queries, dtype=np.int64), unknown="mask").tolist() == expected
+
+
 def test_idmap_empty():
     ids = IdMap([], kind="user_id")
 
