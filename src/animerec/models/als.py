@@ -119,9 +119,15 @@ def confidence_weights(
 
 
 def fold_in_factors(
-    confidence: sp.csr_matrix, item_factors: np.ndarray, regularization: float
+    confidence: sp.csr_matrix,
+    item_factors: np.ndarray,
+    regularization: float,
+    item_gram: np.ndarray | None = None,
 ) -> np.ndarray:
     """Solve each row's ALS user factor exactly, given fixed item factors.
+
+    `item_gram` is YᵀY of `item_factors` in float64 when the caller has it cached; it is
+    computed here otherwise (about 5 ms for 12,000 items × 64 factors).
 
     `confidence` contains `alpha × confidence weight` per observed pair. For one person with
     observed items I, the factor x minimises the ALS loss, so it solves
@@ -134,7 +140,9 @@ def fold_in_factors(
     n_people = confidence.shape[0]
     factors_64 = np.asarray(item_factors, dtype=np.float64)
     n_factors = factors_64.shape[1]
-    gram = factors_64.T @ factors_64 + regularization * np.eye(n_factors)
+    if item_gram is None:
+        item_gram = factors_64.T @ factors_64
+    gram = item_gram + regularization * np.eye(n_factors)
     result = np.zeros((n_people, n_factors), dtype=np.float32)
 
     lengths = np.diff(confidence.indptr)
@@ -180,6 +188,7 @@ class ALSRecommender(Recommender):
     def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
+        self._derived: dict[str, np.ndarray] = {}
         config = self.config
         weights = confidence_weights(interactions, config.rating_weight, self.rating_scale_)
 
@@ -212,6 +221,24 @@ class ALSRecommender(Recommender):
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self.untrained_ = untrained_items_mask(interactions.user_items)
 
+    def _derived_array(self, name: str) -> np.ndarray:
+        """Return an array derived from the item factors, computed on first use.
+
+        Fold-in and explanations run once per request, so YᵀY ("item_gram") and the unit-length
+        item factors ("unit_item_factors") are kept instead of being recomputed every call.
+        """
+        derived = self.__dict__.setdefault("_derived", {})
+        if name not in derived:
+            factors = self.item_factors_
+            if name == "item_gram":
+                factors_64 = np.asarray(factors, dtype=np.float64)
+                derived[name] = factors_64.T @ factors_64
+            else:
+                norms = np.linalg.norm(factors, axis=1)
+                norms[norms == 0] = 1.0
+                derived[name] = (factors / norms[:, None]).astype(np.float32)
+        return derived[name]
+
     def _scores_from_factors(self, person_factors: np.ndarray) -> np.ndarray:
         scores = person_factors @ self.item_factors_.T
         scores[:, self.untrained_] = -np.inf
@@ -228,18 +255,18 @@ class ALSRecommender(Recommender):
         weights = weights @ sp.diags((~self.untrained_).astype(np.float32))
         weights.eliminate_zeros()
         return fold_in_factors(
-            weights * np.float32(self.config.alpha), self.item_factors_, self.config.regularization
+            weights * np.float32(self.config.alpha),
+            self.item_factors_,
+            self.config.regularization,
+            item_gram=self._derived_array("item_gram"),
         )
 
     def _score_histories(self, histories: Interactions) -> np.ndarray:
         return self._scores_from_factors(self.fold_in(histories))
 
     def _similar_items(self, item_idx: int) -> np.ndarray:
-        norms = np.linalg.norm(self.item_factors_, axis=1)
-        norms[norms == 0] = 1.0
-        similarity = (self.item_factors_ @ self.item_factors_[item_idx]) / (
-            norms * norms[item_idx]
-        )
+        unit_factors = self._derived_array("unit_item_factors")
+        similarity = unit_factors @ unit_factors[item_idx]
         similarity[self.untrained_] = -np.inf
         return similarity.astype(np.float32)
 
@@ -254,3 +281,4 @@ class ALSRecommender(Recommender):
         self.user_factors_ = arrays["user_factors"]
         self.item_factors_ = arrays["item_factors"]
         self.untrained_ = arrays["untrained"].astype(bool)
+        self._derived = {}
