@@ -278,6 +278,42 @@ def test_evaluate_json(cli) -> None:
     assert result["models"]["itemknn"]["ndcg@10"] > result["models"]["popular"]["ndcg@10"]
 
 
+# --- global options and start-up -------------------------------------------------------------
+
+
+def test_home_option_and_dataset_names(tmp_path: Path, anime_2016: Path) -> None:
+    home = tmp_path / "home"
+    runner = CliRunner()
+    for name in ("first", "second"):
+        result = runner.invoke(app, ["--home", str(home), "ingest", "kaggle-2016", str(anime_2016), "--name", name])
+        assert result.exit_code == 0, result.stderr
+
+    datasets = json_output(runner.invoke(app, ["--home", str(home), "datasets", "--json"]))
+    chosen = runner.invoke(app, ["--home", str(home), "--dataset", "first", "search", "Monster", "--json"])
+    missing = runner.invoke(app, ["--home", str(home), "--dataset", "third", "search", "Monster"])
+
+    assert [row["name"] for row in datasets if row["current"]] == ["second"]
+    assert {row["name"] for row in datasets} == {"first", "second"}
+    assert json_output(chosen)[0]["title"] == "Monster"
+    assert missing.exit_code == 1
+    assert "'third'" in missing.stderr
+
+
+def test_import_is_light() -> None:
+    code = "import sys, animerec.cli; print(sorted(m for m in ('numpy', 'pandas', 'scipy') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == "[]"
+
+
+def test_no_arguments_prints_help(tmp_path: Path) -> None:
+    result = run_module(tmp_path / "home")
+
+    assert result.returncode == 0
+    assert "recommend" in result.stdout
+    assert "ingest" in result.stdout
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 

@@ -169,6 +169,8 @@ def guarded(command: F) -> F:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, ClickException):
             raise
+        except BrokenPipeError:
+            raise  # the reader of stdout went away (`| head`); main() exits quietly
         except AnimerecError as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
@@ -813,4 +815,9 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("error: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # Point stdout at /dev/null so that the interpreter's final flush does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_ERROR)
     sys.exit(status if isinstance(status, int) else 0)
