@@ -215,3 +215,16 @@ def test_als_rejects_bad_parameters() -> None:
         ALSRecommender(alpha=0.0)
     with pytest.raises(ConfigError, match="epochs"):
         ALSRecommender(epochs="0")
+
+
+def test_itemknn_similar_items_symmetric() -> None:
+    interactions = random_interactions(seed=8)
+    model = ItemKNNRecommender(n_neighbors=3).fit(interactions)
+    kept = model.similarity_.toarray()
+
+    for item_idx in range(interactions.n_items - 2):
+        row = model.item_similarities(item_idx)
+        either = np.maximum(kept[item_idx], kept[:, item_idx])
+        listed = either > 0
+        np.testing.assert_allclose(row[listed], either[listed], rtol=1e-6)
+        assert np.isneginf(row[~listed]).all()

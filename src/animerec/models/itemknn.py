@@ -127,6 +127,7 @@ class ItemKNNRecommender(Recommender):
         self.similarity_ = item_neighbors(
             user_items, self.config.n_neighbors, self.config.shrinkage
         )
+        self.similarity_columns_ = self.similarity_.tocsc()
         self.user_items_ = user_items
         self.untrained_ = untrained_items_mask(user_items)
         logger.info(
@@ -147,10 +148,13 @@ class ItemKNNRecommender(Recommender):
         return self._score_rows(positive_part(histories.user_items))
 
     def _similar_items(self, item_idx: int) -> np.ndarray:
-        row = np.full(self.similarity_.shape[1], -np.inf, dtype=np.float32)
-        start, end = self.similarity_.indptr[item_idx], self.similarity_.indptr[item_idx + 1]
-        row[self.similarity_.indices[start:end]] = self.similarity_.data[start:end]
-        return row
+        # Row i keeps i's own neighbours and column i the items that kept i, so an
+        # explanation finds every pair that added to a score. Both store the same cosine.
+        similarity = np.full(self.similarity_.shape[1], -np.inf, dtype=np.float32)
+        for matrix in (self.similarity_columns_, self.similarity_):
+            start, end = matrix.indptr[item_idx], matrix.indptr[item_idx + 1]
+            similarity[matrix.indices[start:end]] = matrix.data[start:end]
+        return similarity
 
     def _get_arrays(self) -> dict[str, np.ndarray]:
         arrays = sparse_to_arrays("similarity", self.similarity_)
@@ -159,5 +163,6 @@ class ItemKNNRecommender(Recommender):
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.similarity_ = sparse_from_arrays(arrays, "similarity")
+        self.similarity_columns_ = self.similarity_.tocsc()
         self.user_items_ = sparse_from_arrays(arrays, "user_items")
         self.untrained_ = untrained_items_mask(self.user_items_)
