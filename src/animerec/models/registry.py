@@ -18,6 +18,10 @@ MODEL_PATHS: dict[str, str] = {
     "itemknn": "animerec.models.itemknn:ItemKNNRecommender",
     "als": "animerec.models.als:ALSRecommender",
     "ease": "animerec.models.ease:EASERecommender",
+    "baseline": "animerec.models.baseline:BaselineRecommender",
+    "biasedmf": "animerec.models.biasedmf:BiasedMFRecommender",
+    "svdpp": "animerec.models.svdpp:SVDppRecommender",
+    "itemknn-baseline": "animerec.models.knnbaseline:ItemKNNBaselineRecommender",
     "content": "animerec.models.content:ContentRecommender",
     "hybrid": "animerec.models.hybrid:HybridRecommender",
 }
