@@ -351,10 +351,41 @@ def test_split_dir_overlapping_users(dataset, tmp_path):
         [(known_user, int(items[2]))],
     )
     with pytest.raises(DataError, match="also in dataset"):
-        splits.load_split_dir(tmp_path / "split", dataset)
-    split = splits.load_split_dir(tmp_path / "split", dataset, overlap="drop")
+        splits.load_split_dir(tmp_path / "split", dataset, overlap="raise")
+    split = splits.load_split_dir(tmp_path / "split", dataset)
     assert known_user not in split.train.users
     assert split.train.n_users == dataset.interactions.n_users - 1
+
+
+def test_split_dir_saved_then_reused(dataset, tmp_path):
+    folder = tmp_path / "saved"
+    first = runner.evaluate(
+        dataset, [("popular", {})], split_dir=folder, seed=9, n_bootstrap=10
+    )
+    assert splits.has_split_files(folder)
+    assert first["protocol"]["name"] == "strong-generalization"
+    second = runner.evaluate(
+        dataset, [("popular", {})], split_dir=folder, seed=1, n_bootstrap=10
+    )
+    assert second["protocol"]["name"] == "split-dir"
+    assert second["protocol"]["n_test_users"] == first["protocol"]["n_test_users"]
+    for metric in ("ndcg@10", "recall@20", "coverage@10"):
+        assert second["models"]["popular"][metric] == pytest.approx(
+            first["models"]["popular"][metric]
+        )
+
+
+def test_split_dir_keeps_ratings(dataset, tmp_path):
+    split = splits.strong_generalization_split(dataset.interactions, random_state=2)
+    splits.save_split_dir(split, tmp_path / "saved")
+    loaded = splits.load_split_dir(tmp_path / "saved", dataset)
+    assert _id_pairs(loaded.fold_in) == _id_pairs(split.fold_in)
+    assert _id_pairs(loaded.target) == _id_pairs(split.target)
+    assert _pairs(loaded.fold_in.ratings) == _pairs(split.fold_in.ratings)
+    np.testing.assert_allclose(
+        np.sort(loaded.fold_in.ratings.data), np.sort(split.fold_in.ratings.data)
+    )
+    assert loaded.train.users == split.train.users
 
 
 def test_split_dir_unknown_anime(dataset, tmp_path):
@@ -445,3 +476,162 @@ def test_real_data_strong_split():
     assert not set(split.user_ids.tolist()) & set(split.train.users.ids.tolist())
     total = split.train.nnz + split.fold_in.nnz + split.target.nnz
     assert total == real.interactions.nnz
+
+
+# --- rating runner -----------------------------------------------------------------------
+
+
+def test_rating_runner_fold_values(dataset):
+    result = runner.evaluate(
+        dataset, [("baseline", {})], protocol="rating-kfold", n_folds=3, seed=4
+    )
+    baseline = result["models"]["baseline"]
+    folds = splits.rating_kfold_splits(dataset.interactions, n_folds=3, random_state=4)
+    from animerec.evaluation import metrics
+    from animerec.models.registry import create_model
+
+    expected = []
+    for fold in folds:
+        model = create_model("baseline").fit(dataclasses.replace(dataset, interactions=fold.train))
+        predicted = model.predict_ratings(fold.user_idx, fold.item_idx)
+        expected.append(metrics.rmse(predicted, fold.ratings))
+    fold_rmse = [fold["rmse"] for fold in baseline["folds"]]
+    np.testing.assert_allclose(fold_rmse, expected, rtol=1e-6)
+    assert baseline["rmse"] == pytest.approx(np.mean(expected))
+    assert baseline["rmse_std"] == pytest.approx(np.std(expected, ddof=1))
+    assert result["protocol"]["n_folds"] == 3
+    assert sum(result["protocol"]["n_test_ratings"]) == dataset.interactions.ratings.nnz
+
+
+def test_rating_holdout_has_no_spread(dataset):
+    result = runner.evaluate(dataset, [("baseline", {})], protocol="rating-holdout")
+    baseline = result["models"]["baseline"]
+    assert baseline["rmse_std"] is None
+    assert baseline["rmse"] >= baseline["mae"]
+
+
+def test_rating_predefined_runner(dataset):
+    ratings = dataset.interactions.ratings.tocoo()
+    pairs = np.column_stack(
+        [dataset.interactions.users.ids[ratings.row], dataset.interactions.items.ids[ratings.col]]
+    )
+    with_folds = dataclasses.replace(
+        dataset,
+        metadata={"folds": [{"name": "u1", "test": pairs[::3]}, {"name": "u2", "test": pairs[1::3]}]},
+    )
+    result = runner.evaluate(with_folds, [("baseline", {})], protocol="rating-predefined")
+    assert result["protocol"]["settings"]["fold_names"] == ["u1", "u2"]
+    assert len(result["models"]["baseline"]["folds"]) == 2
+
+
+def test_predefined_folds_train_and_test(dataset):
+    ratings = dataset.interactions.ratings.tocoo()
+    pairs = np.column_stack(
+        [dataset.interactions.users.ids[ratings.row], dataset.interactions.items.ids[ratings.col]]
+    )
+    with_folds = dataclasses.replace(dataset, metadata={"folds": [(pairs[10:], pairs[:10])]})
+    (fold,) = splits.predefined_rating_folds(with_folds)
+    assert fold.ratings.size == 10
+    # Training is exactly the train pairs: no watched-but-unrated rows.
+    assert fold.train.nnz == pairs.shape[0] - 10
+    assert fold.train.ratings.nnz == pairs.shape[0] - 10
+    overlapping = dataclasses.replace(dataset, metadata={"folds": [(pairs, pairs[:10])]})
+    with pytest.raises(DataError, match="share a pair"):
+        splits.predefined_rating_folds(overlapping)
+
+
+def test_predefined_folds_unknown_pair(dataset):
+    with_folds = dataclasses.replace(dataset, metadata={"folds": [{"test": [[1, 2]]}]})
+    with pytest.raises(DataError, match="user_id 1, anime_id 2"):
+        splits.predefined_rating_folds(with_folds)
+
+
+# --- temporal, buckets, popularity, flags ------------------------------------------------
+
+
+def test_runner_temporal_with_timestamps(dataset):
+    coo = dataset.interactions.user_items.tocoo()
+    user_ids = dataset.interactions.users.ids[coo.row]
+    anime_ids = dataset.interactions.items.ids[coo.col]
+    rating_values = np.asarray(dataset.interactions.ratings[coo.row, coo.col]).ravel()
+    rating_values = np.where(rating_values == 0, np.nan, rating_values)
+    # Time grows with the column, so the target is each user's highest item positions.
+    timestamps = 1_000_000 + coo.col.astype(np.int64) * 60
+    interactions = Interactions.from_arrays(
+        user_ids, anime_ids, rating_values, items=dataset.interactions.items,
+        timestamps=timestamps,
+    )
+    timed = dataclasses.replace(dataset, interactions=interactions)
+    split = splits.temporal_split(interactions, test_fraction=0.2, random_state=0)
+    for row in range(split.n_users):
+        assert split.fold_in.user_items[row].indices.max() < split.target.user_items[row].indices.min()
+    assert split.train.timestamps is not None
+    assert split.train.timestamps.nnz == split.train.nnz
+    result = runner.evaluate(timed, [("popular", {})], protocol="temporal", n_bootstrap=10)
+    assert result["protocol"]["name"] == "temporal"
+
+
+def test_history_buckets_hand_values():
+    per_user = {"ndcg@10": np.array([1.0, 0.5, np.nan, 0.25, 0.0])}
+    recommended = np.array([[0, 1], [1, -1], [2, 3], [0, 3], [-1, -1]])
+    target = sp.csr_matrix(np.ones((5, 4), dtype=np.float32))
+    lengths = np.array([1, 3, 5, 6, 30])
+    context = runner.RankingContext(
+        k=2, recall_k=2, n_candidate_items=4, item_counts=np.ones(4, dtype=np.int64),
+        n_train_users=10, item_genres=sp.csr_matrix((4, 1), dtype=np.float32),
+    )
+    buckets = runner.by_history_length(per_user, recommended, target, lengths, context)
+    assert list(buckets) == ["1", "2-5", "6-20", "21+"]
+    assert [bucket["n_users"] for bucket in buckets.values()] == [1, 2, 1, 1]
+    assert buckets["1"]["ndcg@10"] == 1.0
+    # The undefined user in "2-5" is skipped: the mean is over the one defined value.
+    assert buckets["2-5"]["ndcg@10"] == 0.5
+    assert buckets["2-5"]["coverage@2"] == pytest.approx(3 / 4)
+    assert buckets["21+"]["user_coverage@2"] == 0.0
+
+
+def test_empty_history_bucket_appears():
+    per_user = {"ndcg@10": np.array([1.0])}
+    context = runner.RankingContext(
+        k=1, recall_k=1, n_candidate_items=1, item_counts=np.ones(1, dtype=np.int64),
+        n_train_users=1, item_genres=sp.csr_matrix((1, 1), dtype=np.float32),
+    )
+    buckets = runner.by_history_length(
+        per_user, np.array([[0]]), sp.csr_matrix(np.ones((1, 1))), np.array([0]), context
+    )
+    assert buckets["0"]["n_users"] == 1
+    assert buckets["1"] == {"n_users": 0}
+
+
+def test_popularity_groups_and_profile():
+    counts = np.array([50, 40, 30, 20, 10, 0, 5, 5, 1, 2, 3, 4])
+    candidates = np.ones(counts.size, dtype=bool)
+    candidates[5] = False
+    groups = runner.popularity_groups(counts, candidates)
+    assert groups[5] == -1
+    assert groups[0] == 0
+    assert groups[8] == runner.POPULARITY_GROUPS - 1
+    profile = runner.popularity_profile(np.array([[0, 0, 8, -1]]), groups)
+    assert profile[0] == pytest.approx(2 / 3)
+    assert profile[-1] == pytest.approx(1 / 3)
+    assert sum(profile) == pytest.approx(1.0)
+
+
+def test_site_aggregates_flag(dataset):
+    result = runner.evaluate(
+        dataset,
+        [("popular", {}), ("content", {"use_site_aggregates": True})],
+        n_bootstrap=10,
+    )
+    assert result["models"]["content"]["uses_site_aggregates"] is True
+    assert result["models"]["popular"]["uses_site_aggregates"] is False
+    assert result["site_aggregates_used_by"] == ["content"]
+
+
+def test_runner_bootstrap_intervals_cover_metrics(dataset):
+    result = runner.evaluate(dataset, [("itemknn", {})], n_bootstrap=100, seed=1)
+    values = result["models"]["itemknn"]
+    for metric in result["metrics"]:
+        low, high = values["ci"][metric]
+        assert low <= values[metric] + 1e-12, metric
+        assert values[metric] <= high + 1e-12, metric

@@ -349,3 +349,14 @@ def test_gini_within_unit_interval(counts):
         assert math.isnan(value)
     else:
         assert 0.0 <= value < 1.0 + 1e-12
+
+
+def test_bootstrap_statistic_centred_on_estimate():
+    lists = np.array([[0, 1], [2, 3], [4, 5], [0, 2]])
+
+    def coverage(rows: np.ndarray) -> float:
+        return m.coverage_at_k(lists[rows], 2, 6)
+
+    low, high = m.bootstrap_statistic_ci(coverage, 4, np.random.default_rng(0), 300)
+    assert low < coverage(np.arange(4)) < high
+    assert coverage(np.arange(4)) - low == pytest.approx(high - coverage(np.arange(4)))

@@ -19,6 +19,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.stats
 
 from animerec.errors import ConfigError
 
@@ -414,23 +415,47 @@ def bootstrap_statistic_ci(
     n_resamples: int = 1000,
     confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of an aggregate `statistic(user_rows) -> float`, where
-    `user_rows` is an array of resampled user rows (with repeats). No users: (NaN, NaN)."""
+    """Normal-approximation bootstrap interval of an aggregate `statistic(user_rows) -> float`,
+    where `user_rows` is an array of resampled user rows (with repeats).
+
+    The interval is statistic(all users) ± z × (standard deviation of the resampled values),
+    with z the normal quantile for `confidence`. It is centred on the full-sample value
+    because aggregates such as coverage grow with the number of distinct users, which
+    resampling with replacement lowers (to about 63 %), so percentile intervals of such
+    statistics sit below the estimate. No users: (NaN, NaN).
+    """
     if n_users == 0 or n_resamples < 1:
         return float("nan"), float("nan")
+    estimate = float(statistic(np.arange(n_users)))
     values = np.array(
         [statistic(rng.integers(0, n_users, size=n_users)) for _ in range(n_resamples)],
         dtype=np.float64,
     )
+    return normal_interval(estimate, values, confidence)
+
+
+def normal_interval(
+    estimate: float, resampled: np.ndarray, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Return estimate ± z × standard deviation of the resampled values, NaN ones skipped.
+
+    The result is (NaN, NaN) when the estimate is NaN or fewer than two values are defined."""
+    _check_confidence(confidence)
+    values = np.asarray(resampled, dtype=np.float64)
     values = values[~np.isnan(values)]
-    if values.size == 0:
+    if values.size < 2 or np.isnan(estimate):
         return float("nan"), float("nan")
-    return _percentile_interval(values, confidence)
+    spread = float(scipy.stats.norm.ppf(0.5 + confidence / 2.0)) * float(values.std(ddof=1))
+    return estimate - spread, estimate + spread
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
 
 
 def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
+    _check_confidence(confidence)
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(values, [tail, 100.0 - tail])
     return float(low), float(high)

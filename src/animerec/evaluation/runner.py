@@ -31,10 +31,13 @@ from animerec.evaluation.splits import (
     RankingSplit,
     RatingFold,
     leave_k_out_split,
+    has_split_files,
     load_split_dir,
+    predefined_fold_names,
     predefined_rating_folds,
     rating_holdout_split,
     rating_kfold_splits,
+    save_split_dir,
     strong_generalization_split,
     temporal_split,
     user_holdout_split,
@@ -66,6 +69,9 @@ HISTORY_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("6-20", 6, 20),
     ("21+", 21, None),
 )
+
+# Equal-size groups of candidate items by training popularity, for the long-tail profile.
+POPULARITY_GROUPS = 10
 
 # Rows of (user, item) pairs passed to predict_ratings at once.
 RATING_BATCH = 200_000
@@ -106,7 +112,7 @@ def evaluate(
     leave_k: int = 1,
     n_folds: int = 5,
     split_dir: str | Path | None = None,
-    split_overlap: Literal["raise", "drop"] = "raise",
+    split_overlap: Literal["raise", "drop"] = "drop",
     k: int = 10,
     recall_k: int = 20,
     include_adult: bool = False,
@@ -124,8 +130,9 @@ def evaluate(
 
     - strong-generalization: `test_users` (fraction of eligible users or a count; default
       0.2), `fold_in_fraction`, `min_history`. With `split_dir`, the split is read from
-      fold_in.csv and target.csv there instead (`split_overlap` decides what happens to
-      split users that are also in the dataset).
+      fold_in.csv and target.csv there when they exist (`split_overlap` decides what
+      happens to split users that are also in the dataset), else it is drawn and saved
+      there so later runs reuse it.
     - user-holdout and temporal: `test_fraction` of each user's history is the target;
       `test_users` (default: all eligible) and `min_history`.
     - leave-k-out: `leave_k` items per user are the target.
@@ -258,20 +265,25 @@ def make_ranking_split(
     test_fraction: float,
     leave_k: int,
     split_dir: str | Path | None,
-    split_overlap: Literal["raise", "drop"] = "raise",
+    split_overlap: Literal["raise", "drop"] = "drop",
 ) -> RankingSplit:
     """Build the split of a top-n protocol (see `evaluate` for the settings)."""
     interactions = dataset.interactions
-    if split_dir is not None:
+    if split_dir is not None and has_split_files(split_dir):
         return load_split_dir(split_dir, dataset, overlap=split_overlap)
     if protocol == "strong-generalization":
-        return strong_generalization_split(
+        split = strong_generalization_split(
             interactions,
             test_users=0.2 if test_users is None else test_users,
             fold_in_fraction=fold_in_fraction,
             min_history=min_history,
             random_state=seed,
         )
+        if split_dir is not None:
+            save_split_dir(split, split_dir)
+            split.settings["saved_to"] = str(Path(split_dir).resolve())
+            logger.info("split saved to %s", split_dir)
+        return split
     if protocol == "user-holdout":
         return user_holdout_split(
             interactions, test_users=test_users, test_fraction=test_fraction,
@@ -332,6 +344,7 @@ def _evaluate_ranking(
         item_genres=genre_matrix(dataset),
     )
     history_lengths = np.diff(split.fold_in.user_items.indptr)
+    popularity_group = popularity_groups(item_counts, candidates)
     target = split.target.user_items
     bootstrap_seed = [int(seed), 1]
 
@@ -356,11 +369,13 @@ def _evaluate_ranking(
             per_user, recommended, context, rng, n_bootstrap, confidence
         )
         buckets = by_history_length(per_user, recommended, target, history_lengths, context)
+        profile = popularity_profile(recommended[:, :k], popularity_group)
         metrics_seconds = time.perf_counter() - metrics_started
 
         entry: dict[str, Any] = dict(values)
         entry["ci"] = intervals
         entry["by_history_length"] = buckets
+        entry["popularity_profile"] = profile
         entry["n_users"] = int(split.n_users)
         entry["timing"] = {
             "fit_seconds": round(fit_seconds, 3),
@@ -398,11 +413,18 @@ def _evaluate_ranking(
                 "collapse_franchises": False,
             },
             "coverage_items": int(context.n_candidate_items),
+            "target_popularity_profile": popularity_profile(
+                _target_lists(target), popularity_group
+            ),
+            "popularity_groups": POPULARITY_GROUPS,
             "bootstrap": {
                 "n_resamples": int(n_bootstrap),
                 "confidence": confidence,
                 "seed": bootstrap_seed,
                 "unit": "user",
+                "per_user_metrics": "percentile interval of the mean over resampled users",
+                "aggregate_metrics": "full-sample value ± z × bootstrap standard deviation "
+                "(coverage, gini, user_coverage)",
             },
             "history_buckets": [label for label, _, _ in HISTORY_BUCKETS],
             "notes": [
@@ -456,6 +478,39 @@ def genre_matrix(dataset: Dataset) -> sp.csr_matrix:
     shape = (len(aligned), max(len(labels), 1))
     data = np.ones(len(rows), dtype=np.float32)
     return sp.csr_matrix((data, (rows, cols)), shape=shape)
+
+
+def popularity_groups(item_counts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Return each item's popularity group, 0 (most watched) .. POPULARITY_GROUPS - 1.
+
+    Candidate items are sorted by training watch count (descending, ties by position) and
+    cut into groups of equal size; items outside the candidates get -1.
+    """
+    groups = np.full(item_counts.size, -1, dtype=np.int64)
+    positions = np.flatnonzero(candidates)
+    if positions.size == 0:
+        return groups
+    order = positions[np.lexsort((positions, -item_counts[positions]))]
+    groups[order] = np.arange(order.size) * POPULARITY_GROUPS // order.size
+    return groups
+
+
+def popularity_profile(lists: np.ndarray, groups: np.ndarray) -> list[float]:
+    """Return the share of listed items in each popularity group.
+
+    The shares sum to 1, or are all 0 when no item is listed. Items outside every group are
+    left out."""
+    items = lists[lists >= 0]
+    grouped = groups[items]
+    grouped = grouped[grouped >= 0]
+    counts = np.bincount(grouped, minlength=POPULARITY_GROUPS).astype(np.float64)
+    total = counts.sum()
+    return (counts / total).tolist() if total else [0.0] * POPULARITY_GROUPS
+
+
+def _target_lists(target: sp.csr_matrix) -> np.ndarray:
+    """Return the target items as one padded row, for `popularity_profile`."""
+    return target.indices.astype(np.int64)[None, :]
 
 
 def ranking_metrics(
@@ -514,13 +569,15 @@ def bootstrap_intervals(
     for name in sorted(per_user):
         intervals[name] = list(m.bootstrap_mean_ci(per_user[name], rng, n_resamples, confidence))
     n_users = recommended.shape[0]
-    for name in sorted(_aggregate_metrics(recommended[:0], context)):
-
-        def statistic(rows: np.ndarray, metric: str = name) -> float:
-            return _aggregate_metrics(recommended[rows], context)[metric]
-
+    estimates = _aggregate_metrics(recommended, context)
+    resampled: dict[str, list[float]] = {name: [] for name in estimates}
+    for _ in range(n_resamples if n_users else 0):
+        rows = rng.integers(0, n_users, size=n_users)
+        for name, value in _aggregate_metrics(recommended[rows], context).items():
+            resampled[name].append(value)
+    for name, estimate in estimates.items():
         intervals[name] = list(
-            m.bootstrap_statistic_ci(statistic, n_users, rng, n_resamples, confidence)
+            m.normal_interval(estimate, np.array(resampled[name]), confidence)
         )
     return intervals
 
@@ -580,22 +637,14 @@ def _evaluate_ratings(
         settings = {"n_folds": int(n_folds)}
     else:
         folds = predefined_rating_folds(dataset)
-        settings = {
-            "fold_names": [
-                str(fold.get("name", f"fold {number + 1}")) if isinstance(fold, dict) else f"fold {number + 1}"
-                for number, fold in enumerate(dataset.metadata["folds"])
-            ]
-        }
+        settings = {"fold_names": predefined_fold_names(dataset)}
 
     models: dict[str, Any] = {}
     for label, (name, params) in zip(names, model_specs):
         model_class = get_model_class(name)
         if not _predicts_ratings(model_class):
-            models[label] = {
-                "skipped": f"model {name!r} does not predict ratings",
-                "model": name,
-                "uses_site_aggregates": bool(getattr(model_class, "uses_site_aggregates", False)),
-            }
+            models[label] = {"skipped": f"model {name!r} does not predict ratings"}
+            models[label].update(_model_info(_create(name, params, seed)))
             logger.info("skipping %s: it does not predict ratings", label)
             continue
         per_fold = []

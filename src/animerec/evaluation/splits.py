@@ -11,6 +11,7 @@ and the same data give the same split.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,18 +420,19 @@ def load_split_dir(
     directory: str | Path,
     dataset: Dataset,
     *,
-    overlap: Literal["raise", "drop"] = "raise",
+    overlap: Literal["raise", "drop"] = "drop",
     unknown_anime: Literal["raise", "drop"] = "raise",
 ) -> RankingSplit:
     """Read a predefined strong-generalization split: `fold_in.csv` and `target.csv`.
 
     Both files have columns `user_id,anime_id` and optionally `rating` (empty, NaN or -1 means
-    watched without a rating). Their users are held out: the training data is the dataset
-    minus those users. Such users must not be in the dataset's interactions, because a split
-    whose test users also trained the model measures nothing. With `overlap="drop"` they are
-    removed from training instead of raising `DataError`. A user in `target.csv` without
-    fold-in rows gets an empty fold-in history. `unknown_anime` decides what happens to anime
-    ids missing from the catalogue.
+    watched without a rating). Their users are held out, so the training data is the dataset
+    minus those users. With the default `overlap="drop"`, split users that are also in the
+    dataset (a split saved from this same dataset, say) are removed from training, and the
+    count is recorded. With `overlap="raise"` such users raise `DataError`, for splits that
+    must come from other people. A user in `target.csv` without fold-in rows gets an empty
+    fold-in history. `unknown_anime` decides what happens to anime ids missing from the
+    catalogue.
     """
     folder = Path(directory)
     if overlap not in ("raise", "drop"):
@@ -483,7 +485,7 @@ def load_split_dir(
         raise DataError(
             f"{int(in_dataset.sum())} held-out users of the split are also in dataset "
             f"{dataset.name!r} (first: user_id {int(test_user_ids[in_dataset][0])}); evaluating "
-            "them after training on them would leak. Remove them from the data, or pass "
+            "them after training on them would leak. Remove them from the data, or use "
             "overlap='drop' to leave them out of training",
             path=str(folder),
         )
@@ -508,6 +510,48 @@ def load_split_dir(
         "overlap": overlap,
     }
     return RankingSplit("split-dir", train, fold_in, target, None, settings)
+
+
+def save_split_dir(split: RankingSplit, directory: str | Path) -> Path:
+    """Write a split's fold-in and target as `fold_in.csv` and `target.csv`.
+
+    The columns are user_id,anime_id,rating, and the rating is empty for watched-but-unrated
+    pairs. `load_split_dir` reads them back, so other models can be evaluated on exactly the
+    same split later."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, part in (("fold_in.csv", split.fold_in), ("target.csv", split.target)):
+        frame = _interactions_frame(part)
+        staging = folder / f".{file_name}.tmp"
+        frame.to_csv(staging, index=False, na_rep="")
+        staging.replace(folder / file_name)
+    return folder
+
+
+def has_split_files(directory: str | Path) -> bool:
+    """Return True when `directory` contains both files of a saved split."""
+    folder = Path(directory)
+    return (folder / "fold_in.csv").is_file() and (folder / "target.csv").is_file()
+
+
+def _interactions_frame(interactions: Interactions) -> pd.DataFrame:
+    user_items = interactions.user_items
+    user_items.sort_indices()
+    rows = _entry_rows(user_items)
+    ratings = np.full(user_items.nnz, np.nan, dtype=np.float64)
+    rated = interactions.ratings
+    rated.sort_indices()
+    if rated.nnz:
+        keys = _pair_keys(user_items)
+        positions = np.searchsorted(keys, _pair_keys(rated))
+        ratings[positions] = rated.data
+    return pd.DataFrame(
+        {
+            "user_id": interactions.users.ids[rows],
+            "anime_id": interactions.items.ids[user_items.indices],
+            "rating": ratings,
+        }
+    )
 
 
 def _read_split_file(path: Path) -> pd.DataFrame:
@@ -623,10 +667,12 @@ def rating_kfold_splits(
 def predefined_rating_folds(dataset: Dataset) -> list[RatingFold]:
     """Read the folds a loader stored in `dataset.metadata["folds"]`.
 
-    Each fold is a mapping with `test` (and optionally `name`), where `test` is a list or
-    array of (user_id, anime_id) pairs or a dict with `user_id` and `anime_id` arrays. The
-    test pairs must be rated pairs of the dataset; the training data of the fold is the
-    dataset minus them.
+    Each fold is either a mapping with `test`, optionally `train` and `name`, or a
+    (train, test) pair. `test` and `train` are (user_id, anime_id) pairs: an n × 2 array or
+    list, or a mapping with `user_id` and `anime_id` arrays. Test pairs must be rated pairs of
+    the dataset. Without `train`, the fold trains on the dataset minus the test pairs. With
+    it, the fold trains on exactly the train pairs (their ratings and watched entries), and
+    these must not share a pair with the test set.
     """
     folds = dataset.metadata.get("folds") if dataset.metadata else None
     if not folds:
@@ -636,35 +682,105 @@ def predefined_rating_folds(dataset: Dataset) -> list[RatingFold]:
     interactions = dataset.interactions
     rows, cols, _ = _rating_triples(interactions)
     rating_keys = rows * np.int64(interactions.n_items) + cols
+    user_items = interactions.user_items
+    user_items.sort_indices()
+    watched_keys = _pair_keys(user_items)
     result = []
     for number, fold in enumerate(folds):
-        user_ids, anime_ids = _fold_pairs(fold, number)
-        user_idx = interactions.users.to_idx(user_ids, unknown="mask").astype(np.int64)
-        item_idx = interactions.items.to_idx(anime_ids, unknown="mask").astype(np.int64)
-        keys = user_idx * np.int64(interactions.n_items) + item_idx
-        positions = np.searchsorted(rating_keys, keys)
-        clipped = np.minimum(positions, max(rating_keys.size - 1, 0))
-        found = (user_idx >= 0) & (item_idx >= 0) & (rating_keys[clipped] == keys)
-        if not found.all():
-            first = int(np.flatnonzero(~found)[0])
-            raise DataError(
-                f"predefined fold {number + 1}: pair user_id {int(user_ids[first])}, anime_id "
-                f"{int(anime_ids[first])} is not a rated pair of dataset {dataset.name!r}"
+        train_pairs, test_pairs = _fold_parts(fold, number)
+        test_positions = _pair_positions(
+            interactions, rating_keys, test_pairs, f"predefined fold {number + 1} (test)", dataset.name
+        )
+        fold_result = _rating_fold(interactions, np.unique(test_positions))
+        if train_pairs is not None:
+            train_positions = _pair_positions(
+                interactions, watched_keys, train_pairs, f"predefined fold {number + 1} (train)",
+                dataset.name,
             )
-        result.append(_rating_fold(interactions, np.unique(positions)))
+            in_train = np.zeros(user_items.nnz, dtype=bool)
+            in_train[train_positions] = True
+            test_keys = rating_keys[test_positions]
+            if np.isin(watched_keys[in_train], test_keys).any():
+                raise DataError(
+                    f"predefined fold {number + 1}: train and test share a pair; each pair "
+                    "belongs to exactly one side"
+                )
+            train, _ = split_entries(interactions, ~in_train)
+            fold_result = dataclasses.replace(fold_result, train=train)
+        result.append(fold_result)
     return result
 
 
-def _fold_pairs(fold: Any, number: int) -> tuple[np.ndarray, np.ndarray]:
-    test = fold.get("test") if isinstance(fold, dict) else fold
-    if isinstance(test, dict):
-        return (
-            np.asarray(test["user_id"], dtype=np.int64),
-            np.asarray(test["anime_id"], dtype=np.int64),
+def predefined_fold_names(dataset: Dataset) -> list[str]:
+    """Return the names of the predefined folds ("fold 1", ... where a fold has none)."""
+    names = []
+    for number, fold in enumerate(dataset.metadata.get("folds") or []):
+        name = fold.get("name") if isinstance(fold, dict) else None
+        names.append(str(name) if name else f"fold {number + 1}")
+    return names
+
+
+def _pair_positions(
+    interactions: Interactions,
+    sorted_keys: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray],
+    what: str,
+    dataset_name: str,
+) -> np.ndarray:
+    """Return the positions of (user_id, anime_id) pairs among `sorted_keys`; pairs that are
+    not there raise `DataError` naming the first one."""
+    user_ids, anime_ids = pairs
+    user_idx = interactions.users.to_idx(user_ids, unknown="mask").astype(np.int64)
+    item_idx = interactions.items.to_idx(anime_ids, unknown="mask").astype(np.int64)
+    keys = user_idx * np.int64(interactions.n_items) + item_idx
+    positions = np.searchsorted(sorted_keys, keys)
+    clipped = np.minimum(positions, max(sorted_keys.size - 1, 0))
+    found = (user_idx >= 0) & (item_idx >= 0)
+    if sorted_keys.size:
+        found &= sorted_keys[clipped] == keys
+    else:
+        found[:] = False
+    if not found.all():
+        first = int(np.flatnonzero(~found)[0])
+        raise DataError(
+            f"{what}: pair user_id {int(user_ids[first])}, anime_id {int(anime_ids[first])} "
+            f"is not in dataset {dataset_name!r}"
         )
-    pairs = np.asarray(test, dtype=np.int64)
+    return positions
+
+
+def _fold_parts(
+    fold: Any, number: int
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, tuple[np.ndarray, np.ndarray]]:
+    if isinstance(fold, dict):
+        if "test" not in fold:
+            raise DataError(f"predefined fold {number + 1} has no 'test' entry")
+        train = fold.get("train")
+        return (
+            None if train is None else _as_pairs(train, number, "train"),
+            _as_pairs(fold["test"], number, "test"),
+        )
+    if isinstance(fold, (tuple, list)) and len(fold) == 2 and _looks_like_pairs(fold[0]):
+        return _as_pairs(fold[0], number, "train"), _as_pairs(fold[1], number, "test")
+    return None, _as_pairs(fold, number, "test")
+
+
+def _looks_like_pairs(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "user_id" in value
+    return np.asarray(value).ndim == 2
+
+
+def _as_pairs(value: Any, number: int, side: str) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(value, dict):
+        return (
+            np.asarray(value["user_id"], dtype=np.int64),
+            np.asarray(value["anime_id"], dtype=np.int64),
+        )
+    pairs = np.asarray(value, dtype=np.int64)
     if pairs.ndim != 2 or pairs.shape[1] < 2:
         raise DataError(
-            f"predefined fold {number + 1}: test must be (user_id, anime_id) pairs, got shape {pairs.shape}"
+            f"predefined fold {number + 1}: {side} must be (user_id, anime_id) pairs, "
+            f"got an array of shape {pairs.shape}"
         )
     return pairs[:, 0], pairs[:, 1]
