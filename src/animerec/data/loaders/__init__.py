@@ -21,6 +21,9 @@ from animerec.errors import ConfigError, DataError
 FORMATS: dict[str, str] = {
     "kaggle-2016": "animerec.data.loaders.kaggle2016:load_kaggle_2016",
     "mal-2020": "animerec.data.loaders.mal2020:load_mal_2020",
+    "movielens-100k": "animerec.data.loaders.movielens:load_movielens_100k",
+    "movielens-latest": "animerec.data.loaders.movielens:load_movielens_latest",
+    "csv": "animerec.data.loaders.csv:load_csv",
 }
 
 Loader = Callable[..., tuple[Dataset, IngestReport]]
