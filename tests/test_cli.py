@@ -330,7 +330,9 @@ def test_error_unknown_title_lists_matches(trained_home: Path) -> None:
     line = assert_one_line_error(run_module(trained_home, "recommend", "--liked", "Naruto Shipuden"))
 
     assert "Naruto Shipuden" in line
-    assert "Naruto: Shippuuden (id 1735)" in line
+    assert "Closest matches" in line
+    assert "Naruto: Shippuuden" in line
+    assert "1735" in line
 
 
 def test_error_unknown_user(trained_home: Path) -> None:
