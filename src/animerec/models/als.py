@@ -48,6 +48,8 @@ FOLD_IN_MAX_GROUP = 1024
 
 @dataclasses.dataclass(frozen=True)
 class ALSConfig(ModelConfig):
+    # NOTE: alpha and regularization were picked by a held-out check on the 4,879-user Kaggle
+    # 2016 sample (alpha 1–40, regularization 0.05–50 tried); other data may prefer others.
     n_factors: int = 64
     regularization: float = 5.0
     # Confidence scale of observed pairs (see the module docstring).

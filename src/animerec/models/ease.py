@@ -41,6 +41,8 @@ GRAM_BLOCK_VALUES = 2**24
 @dataclasses.dataclass(frozen=True)
 class EASEConfig(ModelConfig):
     # λ, the L2 penalty added to the diagonal of XᵀX.
+    # NOTE: 250 was the best of 100/250/500/1000 on the 4,879-user Kaggle 2016 sample (NDCG@20
+    # within 1 %); data with many more users usually prefers a larger λ.
     regularization: float = 250.0
 
     def __post_init__(self) -> None:
