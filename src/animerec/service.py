@@ -21,7 +21,11 @@ import scipy.sparse as sp
 
 from animerec.data.catalog import Catalog
 from animerec.data.interactions import Dataset, histories_to_interactions
+from animerec.data.malexport import MalExport
+from animerec.data.watch_status import WatchStatus
 from animerec.errors import ConfigError, NotFoundError, UnknownIdError
+from animerec.explain import service_reasons
+from animerec.franchise import load_franchises
 from animerec.models.base import META_FILE, Recommender, load_model
 from animerec.ranking import Ranker, RankingOptions, Recommendation
 
@@ -62,6 +66,7 @@ class RecommenderService:
         *,
         explainer: Explainer | None = None,
         blas_threads: int | None = 1,
+        franchises: str | Path | None = None,
     ) -> None:
         self.dataset = dataset
         # One request scores one person, so BLAS threads cost more to wake than they save:
@@ -71,7 +76,9 @@ class RecommenderService:
         self.catalog: Catalog = dataset.catalog
         self.model = model
         self.store = store
-        self.explainer: Explainer = explainer or similar_history_reasons
+        self.explainer: Explainer = explainer or service_reasons
+        # A franchise JSON file for collapsing; None derives the groups from titles.
+        self.franchise_file = franchises
         self.ranker: Ranker | None = None
         if model is not None:
             model.check_fitted()
@@ -92,11 +99,13 @@ class RecommenderService:
         model: str | None = None,
         *,
         with_model: bool = True,
+        franchises: str | Path | None = None,
     ) -> "RecommenderService":
         """Open the store under `home`, load a dataset (default: the most recently ingested)
         and a trained model for it (default: see `default_model_name`).
 
         With `with_model=False` no model is loaded, which is enough for `search` and `anime`.
+        `franchises` is a franchise JSON file for collapsing (default: groups from titles).
         """
         store = open_store(home)
         try:
@@ -108,11 +117,20 @@ class RecommenderService:
         except BaseException:
             store.close()
             raise
-        return cls(loaded, recommender, store)
+        return cls(loaded, recommender, store, franchises=franchises)
 
     def _build_ranker(self, model: Recommender) -> Ranker:
-        # NOTE: franchise groups are not wired in yet, so collapse_franchises has no effect.
+        # Franchise groups are built on the first request that collapses them.
         return Ranker(self.catalog, model.items_)
+
+    def _ensure_franchises(self) -> None:
+        """Give the ranker franchise groups (from the file, else from titles) once."""
+        assert self.ranker is not None and self.model is not None
+        if self.ranker.franchise_of is not None:
+            return
+        groups = load_franchises(self.catalog, self.model.items_, self.franchise_file)
+        self.ranker.start_order = groups.start_order
+        self.ranker.franchise_of = groups.franchise_of
 
     def close(self) -> None:
         """Close the store this service was opened with, if any."""
@@ -150,20 +168,66 @@ class RecommenderService:
         )
 
     def recommend_history(
-        self, history: Sequence[HistoryEntry], options: RankingOptions
+        self,
+        history: Sequence[HistoryEntry],
+        options: RankingOptions,
+        weights: Sequence[float] | None = None,
     ) -> list[dict]:
         """Recommend for a person who is not in the training data, from the anime they
-        watched (ids or titles) with optional ratings, without retraining."""
+        watched (ids or titles) with optional ratings, without retraining.
+
+        `weights`, when given, has one watch weight per history entry (a list status's
+        weight, negative for a dropped title) in place of the default 1.0.
+        """
         with self._blas_limit():
-            return self._recommend_history(history, options)
+            return self._recommend_history(history, options, weights)
+
+    def recommend_export(self, export: MalExport, options: RankingOptions) -> list[dict]:
+        """Recommend from a MyAnimeList list export.
+
+        Watching, completed, on-hold and dropped entries form the history with their status
+        weights (dropped titles count against similar anime). Plan-to-watch entries are not
+        viewing evidence, so they stay out of the history and out of the list. Entries the
+        model does not know are left out and logged.
+        """
+        history: list[HistoryEntry] = []
+        weights: list[float] = []
+        planned: list[int] = []
+        unknown = 0
+        for entry in export.entries:
+            if self.model is not None and entry.anime_id not in self.model.items_:
+                unknown += 1
+                continue
+            if entry.status is WatchStatus.PLAN_TO_WATCH:
+                planned.append(entry.anime_id)
+                continue
+            history.append((entry.anime_id, entry.rating))
+            weights.append(entry.weight)
+        logger.info(
+            "list export: %d entries, %d in the history, %d planned, %d unknown to the model",
+            len(export.entries), len(history), len(planned), unknown,
+        )
+        if planned:
+            options = options.replace(deny=tuple(options.deny) + tuple(planned))
+        return self.recommend_history(history, options, weights)
 
     def _recommend_history(
-        self, history: Sequence[HistoryEntry], options: RankingOptions
+        self,
+        history: Sequence[HistoryEntry],
+        options: RankingOptions,
+        weights: Sequence[float] | None = None,
     ) -> list[dict]:
         model = self._require_model()
-        entries = self._resolve_history(history)
+        if weights is not None and len(weights) != len(history):
+            raise ConfigError(
+                f"weights has {len(weights)} values but the history has {len(history)} entries"
+            )
+        entries, kept = self._resolve_history(history)
         folded = histories_to_interactions(
-            [entries], model.items_, rating_scale=model.rating_scale_
+            [entries],
+            model.items_,
+            rating_scale=model.rating_scale_,
+            weights=[[float(weights[i]) for i in kept]] if weights is not None else None,
         )
         scores = model.score_histories(folded)
         history_idx, history_ratings = folded.history(0)
@@ -249,13 +313,17 @@ class RecommenderService:
             )
         return self.model.items_.index(anime_id)
 
-    def _resolve_history(self, history: Sequence[HistoryEntry]) -> list[tuple[int, float | None]]:
+    def _resolve_history(
+        self, history: Sequence[HistoryEntry]
+    ) -> tuple[list[tuple[int, float | None]], list[int]]:
+        """Return the resolved entries the model knows and their positions in `history`."""
         assert self.model is not None
         if not history:
             raise ConfigError("the history is empty: name at least one anime the person watched")
         low, high = self.model.rating_scale_
         entries: list[tuple[int, float | None]] = []
-        for reference, rating in history:
+        kept: list[int] = []
+        for position, (reference, rating) in enumerate(history):
             anime_id = self.resolve(reference)
             if rating is not None and not (low <= float(rating) <= high):
                 raise ConfigError(
@@ -270,12 +338,13 @@ class RecommenderService:
                 )
                 continue
             entries.append((anime_id, rating))
+            kept.append(position)
         if not entries:
             raise ConfigError(
                 f"none of the {len(history)} anime in the history is known to model "
                 f"{self.model.name!r}"
             )
-        return entries
+        return entries, kept
 
     def _training_history(self, user_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Return the user's training history as (model item_idx, rating) arrays."""
@@ -303,6 +372,8 @@ class RecommenderService:
         unrated_liked: bool,
     ) -> list[dict]:
         assert self.ranker is not None
+        if options.collapse_franchises:
+            self._ensure_franchises()
         ranked = self.ranker.rank(scores, options, seen=seen)[0]
         reasons = self.explainer(self, history_idx, history_ratings, ranked, unrated_liked)
         return [
