@@ -51,7 +51,6 @@ DEFAULT_EVALUATE_MODELS = "popular,itemknn,als,ease"
 
 app = typer.Typer(
     name="animerec",
-    help="Anime recommendations from what people watched and rated.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -335,7 +334,13 @@ IncludeAdultOption = Annotated[
 ]
 
 
-def open_service(ctx: typer.Context, model: str | None, *, with_model: bool = True) -> "RecommenderService":
+def open_service(
+    ctx: typer.Context,
+    model: str | None,
+    *,
+    with_model: bool = True,
+    franchises: Path | None = None,
+) -> "RecommenderService":
     """Open the service for the global --home and --dataset with a spinner on stderr."""
     from animerec.service import RecommenderService
 
@@ -343,7 +348,7 @@ def open_service(ctx: typer.Context, model: str | None, *, with_model: bool = Tr
     what = "dataset" if not with_model else f"dataset and model {model or ''}".rstrip()
     with progress(f"Loading {what}…"):
         return RecommenderService.open(
-            options.home, options.dataset, model, with_model=with_model
+            options.home, options.dataset, model, with_model=with_model, franchises=franchises
         )
 
 
@@ -523,19 +528,52 @@ def recommend(
         Optional[list[str]], typer.Option("--type", help="Keep anime of this type (TV, Movie, OVA, ...); repeatable.")
     ] = None,
     include_adult: IncludeAdultOption = False,
+    mal_export: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--mal-export",
+            metavar="FILE",
+            help="A MyAnimeList anime list export (.xml or .xml.gz) of the person.",
+        ),
+    ] = None,
+    collapse: Annotated[
+        bool,
+        typer.Option(
+            "--collapse/--no-collapse",
+            help="Show at most one title per franchise, the first entry not yet seen.",
+        ),
+    ] = True,
+    franchises: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--franchises",
+            metavar="FILE",
+            help='Franchise groups as JSON [{"name": ..., "ids": [...]}]; default: from titles.',
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Recommend anime for a user of the dataset (--user) or for a new person (--liked)."""
-    if (user is None) == (not liked):
+    """Recommend anime for a user of the dataset (--user) or for a new person (--liked or
+    --mal-export)."""
+    if sum((user is not None, bool(liked), mal_export is not None)) != 1:
         raise ConfigError(
-            "give either --user USER_ID or at least one --liked TITLE (not both)"
+            "give exactly one of --user USER_ID, --liked TITLE (repeatable) or --mal-export FILE"
         )
-    options = ranking_options(n, genre, exclude_genre, type_, include_adult)
-    service = open_service(ctx, model)
+    options = ranking_options(n, genre, exclude_genre, type_, include_adult, collapse_franchises=collapse)
+    export = None
+    if mal_export is not None:
+        from animerec.data.malexport import read_mal_export
+
+        export = read_mal_export(mal_export)
+    service = open_service(ctx, model, franchises=franchises)
     with service:
         if user is not None:
             results = service.recommend_user(user, options)
             caption = f"Recommendations for user {user} ({service.model.name})"
+        elif export is not None:
+            results = service.recommend_export(export, options)
+            owner = f" of {export.user_name}" if export.user_name else ""
+            caption = f"Recommendations from the list{owner} ({service.model.name})"
         else:
             history = [(title, None) for title in liked or []]
             results = service.recommend_history(history, options)
