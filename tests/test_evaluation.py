@@ -604,16 +604,16 @@ def test_empty_history_bucket_appears():
 
 
 def test_popularity_groups_and_profile():
-    counts = np.array([50, 40, 30, 20, 10, 0, 5, 5, 1, 2, 3, 4])
+    # Watches total 100: item 0 alone is 40 %, so it fills groups 0..3 and starts group 0.
+    counts = np.array([40, 20, 10, 10, 10, 0, 5, 5])
     candidates = np.ones(counts.size, dtype=bool)
     candidates[5] = False
     groups = runner.popularity_groups(counts, candidates)
-    assert groups[5] == -1
-    assert groups[0] == 0
-    assert groups[8] == runner.POPULARITY_GROUPS - 1
-    profile = runner.popularity_profile(np.array([[0, 0, 8, -1]]), groups)
+    # Shares of watches before each item (sorted 0, 1, 2, 3, 4, 6, 7): 0, .4, .6, .7, .8, .9, .95.
+    assert groups.tolist() == [0, 4, 6, 7, 8, -1, 9, 9]
+    profile = runner.popularity_profile(np.array([[0, 0, 7, -1]]), groups)
     assert profile[0] == pytest.approx(2 / 3)
-    assert profile[-1] == pytest.approx(1 / 3)
+    assert profile[9] == pytest.approx(1 / 3)
     assert sum(profile) == pytest.approx(1.0)
 
 

@@ -133,8 +133,10 @@ def _ranking_sections(result: dict[str, Any]) -> list[str]:
         _metric_table(models, metrics),
         _image(_accuracy_chart(models, metrics), "accuracy metrics by model"),
         "<h2>Popularity and the long tail</h2>",
-        "<p>Share of the recommended slots (top k) per popularity group of candidate items "
-        "(group 1 = most watched in training), next to the share of the targets.</p>",
+        "<p>Share of the recommended slots (top k) per popularity group, next to the share of "
+        "the targets. Candidate items are sorted by training watches and cut into groups that "
+        "each hold the same share of all watches: group 1 is a few hit titles, the last group "
+        "the long tail of many rarely watched ones.</p>",
         _image(_long_tail_chart(models, protocol), "recommendations by popularity group"),
         "<h2>By history length</h2>",
         "<p>History length is the number of fold-in items of a test user.</p>",
@@ -305,7 +307,7 @@ def _long_tail_chart(models: dict[str, Any], protocol: dict[str, Any]) -> str | 
     if target:
         axes.plot(groups, target, linestyle="--", color="black", label="targets")
     axes.set_xticks(groups)
-    axes.set_xlabel("popularity group of items (1 = most watched)")
+    axes.set_xlabel("popularity group (equal shares of training watches; 1 = hits)")
     axes.set_ylabel("share of recommended slots")
     axes.legend(fontsize="small")
     return _png(figure)

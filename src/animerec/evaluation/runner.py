@@ -70,7 +70,7 @@ HISTORY_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("21+", 21, None),
 )
 
-# Equal-size groups of candidate items by training popularity, for the long-tail profile.
+# Groups of candidate items with equal shares of training watches, for the long-tail profile.
 POPULARITY_GROUPS = 10
 
 # Rows of (user, item) pairs passed to predict_ratings at once.
@@ -484,14 +484,22 @@ def popularity_groups(item_counts: np.ndarray, candidates: np.ndarray) -> np.nda
     """Return each item's popularity group, 0 (most watched) .. POPULARITY_GROUPS - 1.
 
     Candidate items are sorted by training watch count (descending, ties by position) and
-    cut into groups of equal size; items outside the candidates get -1.
+    cut where the running share of all their watches crosses 1/G, 2/G, ... for G groups. So
+    each group holds about the same number of watches: the first group has a few hit titles,
+    the last one the long tail. Items outside the candidates get -1.
     """
     groups = np.full(item_counts.size, -1, dtype=np.int64)
     positions = np.flatnonzero(candidates)
     if positions.size == 0:
         return groups
     order = positions[np.lexsort((positions, -item_counts[positions]))]
-    groups[order] = np.arange(order.size) * POPULARITY_GROUPS // order.size
+    counts = item_counts[order].astype(np.float64)
+    total = counts.sum()
+    if total <= 0:
+        groups[order] = POPULARITY_GROUPS - 1
+        return groups
+    share_before = (np.cumsum(counts) - counts) / total
+    groups[order] = np.minimum((share_before * POPULARITY_GROUPS).astype(np.int64), POPULARITY_GROUPS - 1)
     return groups
 
 

@@ -1,12 +1,13 @@
-"""Top-n quality of the registered models on the real Kaggle 2016 sample, side by side.
+"""Quality of the registered models on real data, side by side.
 
-Usage: python benchmarks/quality_anime2016.py [--models popular,itemknn,als,ease]
+Usage: python benchmarks/quality.py [--models popular,itemknn,als,ease]
        [--protocol strong-generalization] [--seed 42] [--report DIR]
+       [--format kaggle-2016] [--data DIR]
 
-Reads anime.csv and rating.csv from ANIMEREC_TEST_DATA/anime-2016 (default:
-../shared/data/anime-2016 beside the repository), runs `animerec.evaluation.runner.evaluate`
-with BLAS limited to `--threads` threads, prints a table and writes the full result to
-benchmarks/results/quality-<protocol>-<time>.json.
+Loads the data with the loader of `--format` from `--data` (default: the format's folder
+under ANIMEREC_TEST_DATA, else ../shared/data beside the repository), runs
+`animerec.evaluation.runner.evaluate` with BLAS limited to `--threads` threads, prints a
+table and writes the full result to benchmarks/results/quality-<protocol>-<time>.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from animerec.data.loaders import load_format
 from animerec.evaluation.runner import PROTOCOLS, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
+# Folder of each format under the shared data root.
+DEFAULT_FOLDERS = {"kaggle-2016": "anime-2016", "movielens-100k": "movielens-100k", "mal-2020": "anime-2020"}
 
 
 def main() -> int:
@@ -36,22 +39,26 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads")
     parser.add_argument("--report", default=None, help="folder for the HTML report")
+    parser.add_argument("--format", default="kaggle-2016", help="data format (loader name)")
+    parser.add_argument("--data", default=None, help="data folder (default: see above)")
+    parser.add_argument("--n-folds", type=int, default=5, help="folds of rating-kfold")
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     data_root = Path(os.environ.get("ANIMEREC_TEST_DATA", REPO.parent / "shared" / "data"))
-    folder = data_root / "anime-2016"
-    if not (folder / "rating.csv").is_file():
-        print(f"real data not found at {folder}; set ANIMEREC_TEST_DATA", file=sys.stderr)
+    folder = Path(args.data) if args.data else data_root / DEFAULT_FOLDERS.get(args.format, "")
+    if not folder.is_dir():
+        print(f"data folder not found: {folder}; pass --data or set ANIMEREC_TEST_DATA", file=sys.stderr)
         return 2
-    dataset, _ = load_format("kaggle-2016", folder)
+    dataset, _ = load_format(args.format, folder)
 
     specs = [(name.strip(), {}) for name in args.models.split(",") if name.strip()]
-    command = " ".join(["python", "benchmarks/quality_anime2016.py", *sys.argv[1:]])
+    command = " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])
     with threadpool_limits(args.threads):
         result = evaluate(
             dataset, specs, protocol=args.protocol, seed=args.seed,
-            n_bootstrap=args.bootstrap, report_dir=args.report, command=command,
+            n_bootstrap=args.bootstrap, n_folds=args.n_folds, report_dir=args.report,
+            command=command,
         )
 
     names = result["metrics"]
@@ -60,7 +67,7 @@ def main() -> int:
         if "skipped" in values:
             print(model.ljust(12) + "  " + values["skipped"])
             continue
-        cells = "".join(_format(values.get(name)).rjust(16) for name in names[:8])
+        cells = "".join(_cell(values, name).rjust(16) for name in names[:8])
         fit = values["timing"]["fit_seconds"]
         print(model.ljust(12) + cells + f"{fit:9.1f}")
 
@@ -72,8 +79,12 @@ def main() -> int:
     return 0
 
 
-def _format(value: object) -> str:
-    return "n/a" if value is None else f"{float(value):.4f}"  # type: ignore[arg-type]
+def _cell(values: dict, name: str) -> str:
+    """Format one metric; rating metrics get their spread over folds."""
+    value = values.get(name)
+    text = "n/a" if value is None else f"{float(value):.4f}"
+    spread = values.get(f"{name}_std")
+    return f"{text} ± {spread:.4f}" if spread is not None else text
 
 
 if __name__ == "__main__":
