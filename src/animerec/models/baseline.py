@@ -44,6 +44,7 @@ class BaselineRecommender(RatingRecommender):
     name = "baseline"
     config_class = BaselineConfig
     description = "Global mean + regularized user and item biases (rating prediction)."
+    has_item_similarity = False
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
