@@ -216,3 +216,66 @@ def test_service_reasons_real_data() -> None:
     assert all(r["reasons"] for r in results)
     assert any("Space" in reason for r in results for reason in r["reasons"])
     assert not any("Clannad" in reason for r in results for reason in r["reasons"])
+
+
+# --- through the command line -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def content_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    anime_2016 = DATA / "anime-2016"
+    if not (anime_2016 / "rating.csv").is_file():
+        pytest.skip(f"real data not found at {anime_2016}; set ANIMEREC_TEST_DATA")
+    from typer.testing import CliRunner
+
+    from animerec.cli import app
+
+    home = tmp_path_factory.mktemp("content-home")
+    runner = CliRunner()
+    for args in (["ingest", "kaggle-2016", str(anime_2016)], ["train", "content"]):
+        result = runner.invoke(app, args, env={"ANIMEREC_HOME": str(home)})
+        assert result.exit_code == 0, result.output
+    return home
+
+
+def cli_json(home: Path, *args: str) -> list[dict]:
+    import json
+
+    from typer.testing import CliRunner
+
+    from animerec.cli import app
+
+    result = CliRunner().invoke(app, ["recommend", "--model", "content", "--json", *args], env={"ANIMEREC_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_cli_collapses_by_default(content_home: Path) -> None:
+    collapsed = cli_json(content_home, "--liked", "Naruto", "-n", "10")
+    full = cli_json(content_home, "--liked", "Naruto", "-n", "10", "--no-collapse")
+
+    assert "Naruto: Shippuuden" in [r["title"] for r in full]
+    assert "Naruto: Shippuuden" not in [r["title"] for r in collapsed]
+    assert all(r["reasons"] for r in collapsed)
+
+
+def test_cli_franchise_file(content_home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "groups.json"
+    path.write_text('[{"name": "Naruto", "ids": [20, 1735, 442]}]')
+
+    results = cli_json(content_home, "--liked", "Naruto", "-n", "10", "--franchises", str(path))
+    ids = [r["anime_id"] for r in results]
+
+    # The file groups Naruto (seen), Naruto Movie 1 (id 442) and Shippuuden (1735): the
+    # group shows once, as its earliest unseen entry by MAL id.
+    assert 442 in ids
+    assert 1735 not in ids
+
+
+def test_cli_mal_export(content_home: Path) -> None:
+    results = cli_json(content_home, "--mal-export", str(FIXTURES / "mal_export_anime.xml"), "-n", "5")
+
+    listed = {1, 5114, 21, 9253, 11757, 32281}
+    assert len(results) == 5
+    assert not listed.intersection(r["anime_id"] for r in results)
+    assert any("Cowboy Bebop" in reason for r in results for reason in r["reasons"])
