@@ -217,6 +217,7 @@ function pickSuggestion(index) {
   addLiked(anime);
   combo.input.value = "";
   combo.options = [];
+  combo.list.replaceChildren();
   closeSuggestions();
   combo.input.focus();
 }
