@@ -42,6 +42,7 @@ def main() -> int:
     parser.add_argument("--format", default="kaggle-2016", help="data format (loader name)")
     parser.add_argument("--data", default=None, help="data folder (default: see above)")
     parser.add_argument("--n-folds", type=int, default=5, help="folds of rating-kfold")
+    parser.add_argument("--fold-set", default="folds", help="metadata key of rating-predefined folds")
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -57,7 +58,7 @@ def main() -> int:
     with threadpool_limits(args.threads):
         result = evaluate(
             dataset, specs, protocol=args.protocol, seed=args.seed,
-            n_bootstrap=args.bootstrap, n_folds=args.n_folds, report_dir=args.report,
+            n_bootstrap=args.bootstrap, n_folds=args.n_folds, fold_set=args.fold_set, report_dir=args.report,
             command=command,
         )
 

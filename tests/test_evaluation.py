@@ -446,6 +446,9 @@ def test_predefined_folds_from_metadata(dataset):
 def test_predefined_folds_missing_raise(dataset):
     with pytest.raises(ConfigError, match="no predefined folds"):
         splits.predefined_rating_folds(dataset)
+    with_folds = dataclasses.replace(dataset, metadata={"folds_ab": [{"test": [[1, 2]]}]})
+    with pytest.raises(ConfigError, match="folds_ab"):
+        splits.predefined_rating_folds(with_folds)
 
 
 def test_runner_skips_models_without_ratings(dataset):

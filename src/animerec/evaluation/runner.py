@@ -111,6 +111,7 @@ def evaluate(
     test_fraction: float = 0.2,
     leave_k: int = 1,
     n_folds: int = 5,
+    fold_set: str = "folds",
     split_dir: str | Path | None = None,
     split_overlap: Literal["raise", "drop"] = "drop",
     k: int = 10,
@@ -137,7 +138,8 @@ def evaluate(
       `test_users` (default: all eligible) and `min_history`.
     - leave-k-out: `leave_k` items per user are the target.
     - rating-holdout: `test_fraction` of all ratings; rating-kfold: `n_folds`;
-      rating-predefined: the folds in `dataset.metadata["folds"]`.
+      rating-predefined: the folds in `dataset.metadata[fold_set]` (MovieLens 100K: "folds"
+      for u1..u5, "folds_ab" for ua/ub).
 
     Top-n metrics are cut at `k` (recall also at `recall_k`), lists exclude adult titles
     unless `include_adult`, and every metric gets a bootstrap confidence interval over users
@@ -163,7 +165,7 @@ def evaluate(
     if protocol in RATING_PROTOCOLS:
         result = _evaluate_ratings(
             dataset, model_specs, names, protocol, seed=seed, test_fraction=test_fraction,
-            n_folds=n_folds, notify=notify,
+            n_folds=n_folds, fold_set=fold_set, notify=notify,
         )
     else:
         result = _evaluate_ranking(
@@ -190,7 +192,7 @@ def evaluate(
     call_settings = {
         "seed": seed, "test_users": test_users, "fold_in_fraction": fold_in_fraction,
         "min_history": min_history, "test_fraction": test_fraction, "leave_k": leave_k,
-        "n_folds": n_folds, "split_dir": None if split_dir is None else str(split_dir),
+        "n_folds": n_folds, "fold_set": fold_set, "split_dir": None if split_dir is None else str(split_dir),
         "split_overlap": split_overlap, "k": k, "recall_k": recall_k,
         "include_adult": include_adult, "n_bootstrap": n_bootstrap, "confidence": confidence,
     }
@@ -633,6 +635,7 @@ def _evaluate_ratings(
     seed: int,
     test_fraction: float,
     n_folds: int,
+    fold_set: str,
     notify: Callable[[str], None],
 ) -> dict[str, Any]:
     interactions = dataset.interactions
@@ -644,8 +647,8 @@ def _evaluate_ratings(
         folds = rating_kfold_splits(interactions, n_folds=n_folds, random_state=seed)
         settings = {"n_folds": int(n_folds)}
     else:
-        folds = predefined_rating_folds(dataset)
-        settings = {"fold_names": predefined_fold_names(dataset)}
+        folds = predefined_rating_folds(dataset, fold_set)
+        settings = {"fold_set": fold_set, "fold_names": predefined_fold_names(dataset, fold_set)}
 
     models: dict[str, Any] = {}
     for label, (name, params) in zip(names, model_specs):

@@ -664,8 +664,10 @@ def rating_kfold_splits(
     return [_rating_fold(interactions, np.sort(part)) for part in parts]
 
 
-def predefined_rating_folds(dataset: Dataset) -> list[RatingFold]:
-    """Read the folds a loader stored in `dataset.metadata["folds"]`.
+def predefined_rating_folds(dataset: Dataset, fold_set: str = "folds") -> list[RatingFold]:
+    """Read the folds a loader stored in `dataset.metadata[fold_set]`.
+
+    MovieLens 100K, for example, stores u1..u5 under "folds" and ua/ub under "folds_ab".
 
     Each fold is either a mapping with `test`, optionally `train` and `name`, or a
     (train, test) pair. `test` and `train` are (user_id, anime_id) pairs: an n × 2 array or
@@ -674,11 +676,13 @@ def predefined_rating_folds(dataset: Dataset) -> list[RatingFold]:
     it, the fold trains on exactly the train pairs (their ratings and watched entries), and
     these must not share a pair with the test set.
     """
-    folds = dataset.metadata.get("folds") if dataset.metadata else None
+    folds = dataset.metadata.get(fold_set) if dataset.metadata else None
     if not folds:
-        raise ConfigError(
-            f"dataset {dataset.name!r} has no predefined folds; use rating-holdout or rating-kfold"
+        available = sorted(key for key in (dataset.metadata or {}) if key.startswith("folds"))
+        hint = f"fold sets in this dataset: {', '.join(available)}" if available else (
+            "use rating-holdout or rating-kfold"
         )
+        raise ConfigError(f"dataset {dataset.name!r} has no predefined folds {fold_set!r}; {hint}")
     interactions = dataset.interactions
     rows, cols, _ = _rating_triples(interactions)
     rating_keys = rows * np.int64(interactions.n_items) + cols
@@ -711,10 +715,10 @@ def predefined_rating_folds(dataset: Dataset) -> list[RatingFold]:
     return result
 
 
-def predefined_fold_names(dataset: Dataset) -> list[str]:
+def predefined_fold_names(dataset: Dataset, fold_set: str = "folds") -> list[str]:
     """Return the names of the predefined folds ("fold 1", ... where a fold has none)."""
     names = []
-    for number, fold in enumerate(dataset.metadata.get("folds") or []):
+    for number, fold in enumerate(dataset.metadata.get(fold_set) or []):
         name = fold.get("name") if isinstance(fold, dict) else None
         names.append(str(name) if name else f"fold {number + 1}")
     return names
