@@ -40,6 +40,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from animerec.data.catalog import Catalog
 from animerec.data.frames import catalog_frame
@@ -186,25 +188,34 @@ def read_data_file(path: Path) -> RatingRows:
     """Read `u.data` (or a `.base`/`.test` file): ids and timestamps are non-negative
     integers and the rating a positive integer.
 
-    pandas parses the file; when that fails or a value breaks a rule, a line-by-line scan
+    pyarrow parses the file; when that fails or a value breaks a rule, a line-by-line scan
     raises `DataError` at the first bad line.
     """
+    names = ["user", "item", "rating", "time"]
     try:
-        frame = pd.read_csv(
-            path, sep="\t", header=None, names=["user", "item", "rating", "time"],
-            dtype=np.int64, engine="c", encoding="ascii",
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(delimiter="\t"),
+            convert_options=pacsv.ConvertOptions(column_types={name: pa.int64() for name in names}),
         )
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
-        frame = None
-    if frame is not None and len(frame) and bool(
-        (frame[["user", "item", "time"]].to_numpy() >= 0).all() and (frame["rating"] >= 1).all()
-    ):
-        return RatingRows(
-            user_ids=frame["user"].to_numpy(np.int64),
-            item_ids=frame["item"].to_numpy(np.int64),
-            ratings=frame["rating"].to_numpy(np.float32),
-            timestamps=frame["time"].to_numpy(np.int64),
-        )
+        columns = {name: table.column(name) for name in names}
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        columns = None
+    if columns is not None and table.num_rows and not any(c.null_count for c in columns.values()):
+        values = {name: column.to_numpy() for name, column in columns.items()}
+        if bool(
+            (values["user"] >= 0).all()
+            and (values["item"] >= 0).all()
+            and (values["time"] >= 0).all()
+            and (values["rating"] >= 1).all()
+        ):
+            return RatingRows(
+                user_ids=np.ascontiguousarray(values["user"], dtype=np.int64),
+                item_ids=np.ascontiguousarray(values["item"], dtype=np.int64),
+                ratings=values["rating"].astype(np.float32),
+                timestamps=np.ascontiguousarray(values["time"], dtype=np.int64),
+            )
     return _scan_data_file(path)
 
 
