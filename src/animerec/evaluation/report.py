@@ -166,7 +166,7 @@ def _rating_sections(result: dict[str, Any]) -> list[str]:
     for name, values in models.items():
         for number, fold in enumerate(values.get("folds", []), start=1):
             fold_rows.append(
-                f"<tr><td>{_text(name)}</td><td>{number}</td><td>{_number(fold['rmse'])}</td>"
+                f"<tr><td>{_text(name)}</td><td>{_text(fold.get('name', number))}</td><td>{_number(fold['rmse'])}</td>"
                 f"<td>{_number(fold['mae'])}</td><td>{fold['n_test']}</td></tr>"
             )
     return [

@@ -643,12 +643,15 @@ def _evaluate_ratings(
     if protocol == "rating-holdout":
         folds = [rating_holdout_split(interactions, test_fraction=test_fraction, random_state=seed)]
         settings: dict[str, Any] = {"test_fraction": float(test_fraction)}
+        fold_names = ["holdout"]
     elif protocol == "rating-kfold":
         folds = rating_kfold_splits(interactions, n_folds=n_folds, random_state=seed)
         settings = {"n_folds": int(n_folds)}
+        fold_names = [f"fold {number}" for number in range(1, len(folds) + 1)]
     else:
         folds = predefined_rating_folds(dataset, fold_set)
-        settings = {"fold_set": fold_set, "fold_names": predefined_fold_names(dataset, fold_set)}
+        fold_names = predefined_fold_names(dataset, fold_set)
+        settings = {"fold_set": fold_set, "fold_names": fold_names}
 
     models: dict[str, Any] = {}
     for label, (name, params) in zip(names, model_specs):
@@ -670,6 +673,7 @@ def _evaluate_ratings(
             predicted = predict_fold(model, fold)
             per_fold.append(
                 {
+                    "name": fold_names[number - 1],
                     "rmse": m.rmse(predicted, fold.ratings),
                     "mae": m.mae(predicted, fold.ratings),
                     "n_test": int(fold.ratings.size),

@@ -261,8 +261,8 @@ def user_holdout_split(
     """Per-user random holdout: users stay in training, a random part of their history is the target.
 
     Users with at least `min_history` watched items are eligible and `test_users` of them
-    (None, the default: all) are evaluated. For each, round-half-up((1 - `test_fraction`) × length)
-    items, clipped to 1..length-1, stay in training and the rest is the target.
+    (None, the default: all) are evaluated. For each, round-half-up((1 - `test_fraction`) ×
+    length) items, clipped to 1..length-1, stay in training and the rest is the target.
     """
     test_fraction = _check_fraction("test_fraction", test_fraction)
     rng = resolve_rng(random_state)
@@ -326,9 +326,13 @@ def temporal_split(
     """Per-user temporal split: each evaluated user's latest items are the target.
 
     `timestamps` (default: `interactions.timestamps`) is a users × items CSR with the same
-    stored pairs as `user_items`, holding each pair's time. Per user, the earliest round-half-up((1 - `test_fraction`) × length)
-    items (clipped to 1..length-1) stay in training; equal times are ordered by item
-    position. Data without timestamps raises `ConfigError`.
+    stored pairs as `user_items`, holding each pair's time. Per user, the earliest
+    round-half-up((1 - `test_fraction`) × length) items, clipped to 1..length-1, stay in
+    training, and equal times are ordered by item position. Data without timestamps raises
+    `ConfigError`.
+
+    NOTE: the cut is per user, not one global time, so training still contains other
+    users' interactions from after a test user's cut-off.
     """
     if timestamps is None:
         timestamps = interactions.timestamps
