@@ -144,6 +144,14 @@ def test_extra_columns_ignored(kaggle_dir):
     assert pairs_of(dataset) == {(1, 1): 10.0, (2, 1): 7.0}
 
 
+def test_header_spaces_ignored(kaggle_dir):
+    directory = kaggle_dir(rating_header="user_id, anime_id , rating", rating_rows=["1,1,10", "2,1,7"])
+
+    dataset, _ = load_kaggle_2016(directory)
+
+    assert pairs_of(dataset) == {(1, 1): 10.0, (2, 1): 7.0}
+
+
 def test_progress_reports_steps(kaggle_dir):
     steps: list[str] = []
 
@@ -301,6 +309,34 @@ def test_rating_file_line_counts_blank_lines(kaggle_dir):
         load_kaggle_2016(directory)
 
     assert_data_error(caught.value, "rating.csv", 5)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize(
+    ("bad_row", "words"),
+    [
+        ("1,30,12", "rating 12 is not allowed"),
+        ("1,x30,2", "anime_id 'x30' is not an integer"),
+        ("1,30,1,1", "expected 3 fields"),
+        ("1,,2", "missing anime_id"),
+        ('1,"30\n",2', "anime_id '30\\n' is not an integer"),
+    ],
+)
+def test_error_line_after_blank_lines(kaggle_dir, newline, bad_row, words):
+    rows = ["1,1,10", "", "2,1,7", "", "", bad_row, "3,1,4", "3,1,x"]
+
+    with pytest.raises(DataError) as caught:
+        load_kaggle_2016(kaggle_dir(rating_rows=rows, newline=newline))
+
+    assert_data_error(caught.value, "rating.csv", 7)
+    assert words in str(caught.value)
+
+
+def test_cr_line_endings_load(kaggle_dir):
+    dataset, _ = load_kaggle_2016(kaggle_dir(newline="\r"))
+
+    assert len(dataset.catalog) == 6
+    assert dataset.interactions.nnz == 6
 
 
 def test_rating_file_field_count(kaggle_dir):
