@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from animerec.data.catalog import Catalog
+from animerec.data.idmap import IdMap
 from animerec.data.interactions import Dataset, Interactions
 from animerec.errors import ConfigError, DataError
 from animerec.evaluation import runner, splits
@@ -143,7 +146,7 @@ def test_strong_split_count_and_eligibility(dataset):
 
 
 @pytest.mark.parametrize(
-    "settings",
+    "bad_settings",
     [
         {"test_users": 0.0},
         {"test_users": 1.5},
@@ -152,9 +155,9 @@ def test_strong_split_count_and_eligibility(dataset):
         {"min_history": 1000},
     ],
 )
-def test_strong_split_bad_settings_raise(dataset, settings):
+def test_strong_split_bad_settings_raise(dataset, bad_settings):
     with pytest.raises(ConfigError):
-        splits.strong_generalization_split(dataset.interactions, **settings)
+        splits.strong_generalization_split(dataset.interactions, **bad_settings)
 
 
 # --- other top-n protocols ---------------------------------------------------------------
@@ -652,7 +655,60 @@ def test_real_movielens_official_folds():
     baseline = result["models"]["baseline"]
     assert [fold["name"] for fold in baseline["folds"]] == ["u1", "u2", "u3", "u4", "u5"]
     assert [fold["n_test"] for fold in baseline["folds"]] == [20_000] * 5
-    # A user-and-item bias baseline lands near RMSE 0.95 and MAE 0.75 on these folds; the
+    # A user-and-item bias baseline lands near RMSE 0.95 and MAE 0.75 on these folds. The
     # bounds catch a broken split or metric, not small tuning changes.
     assert 0.93 < baseline["rmse"] < 0.96
     assert 0.735 < baseline["mae"] < 0.765
+
+
+# --- split properties --------------------------------------------------------------------
+
+
+def _random_interactions(seed: int, n_users: int, n_items: int, density: float) -> Interactions:
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < density
+    rows, cols = np.nonzero(mask)
+    ratings = np.where(rng.random(rows.size) < 0.3, np.nan, rng.integers(1, 11, rows.size))
+    items = IdMap(np.arange(n_items) * 2 + 1, kind="anime_id")
+    return Interactions.from_arrays(
+        rows.astype(np.int64) + 100, cols.astype(np.int64) * 2 + 1, ratings, items=items
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(8, 40),
+    st.floats(0.2, 0.9),
+    st.floats(0.1, 0.9),
+)
+def test_strong_split_partition_property(seed, n_users, density, fold_in_fraction):
+    interactions = _random_interactions(seed, n_users, 15, density)
+    eligible = int((np.diff(interactions.user_items.indptr) >= 2).sum())
+    if eligible < 2:
+        return
+    split = splits.strong_generalization_split(
+        interactions, test_users=1, min_history=2, fold_in_fraction=fold_in_fraction,
+        random_state=seed,
+    )
+    fold_in, target = _id_pairs(split.fold_in), _id_pairs(split.target)
+    held = {pair for pair in _id_pairs(interactions) if pair[0] in set(split.user_ids.tolist())}
+    assert not fold_in & target
+    assert fold_in | target == held
+    assert np.all(np.diff(split.fold_in.user_items.indptr) >= 1)
+    assert np.all(np.diff(split.target.user_items.indptr) >= 1)
+    assert not set(split.train.users.ids.tolist()) & set(split.user_ids.tolist())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(4, 30), st.floats(0.2, 0.9), st.floats(0.05, 0.95))
+def test_user_holdout_partition_property(seed, n_users, density, test_fraction):
+    interactions = _random_interactions(seed, n_users, 12, density)
+    if int((np.diff(interactions.user_items.indptr) >= 2).sum()) == 0:
+        return
+    split = splits.user_holdout_split(
+        interactions, test_fraction=test_fraction, min_history=2, random_state=seed
+    )
+    assert _id_pairs(split.train) | _id_pairs(split.target) == _id_pairs(interactions)
+    assert not _id_pairs(split.train) & _id_pairs(split.target)
+    assert split.train.ratings.nnz + split.target.ratings.nnz == interactions.ratings.nnz

@@ -487,8 +487,8 @@ def popularity_groups(item_counts: np.ndarray, candidates: np.ndarray) -> np.nda
 
     Candidate items are sorted by training watch count (descending, ties by position) and
     cut where the running share of all their watches crosses 1/G, 2/G, ... for G groups. So
-    each group holds about the same number of watches: the first group has a few hit titles,
-    the last one the long tail. Items outside the candidates get -1.
+    each group contains about the same number of watches. The first group has a few hit
+    titles, and the last one the long tail. Items outside the candidates get -1.
     """
     groups = np.full(item_counts.size, -1, dtype=np.int64)
     positions = np.flatnonzero(candidates)
