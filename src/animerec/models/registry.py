@@ -26,6 +26,21 @@ MODEL_PATHS: dict[str, str] = {
     "hybrid": "animerec.models.hybrid:HybridRecommender",
 }
 
+# Peer libraries wrapped for side-by-side evaluation (animerec.evaluation.peers). They are
+# resolved by name but not listed by model_names(): they cannot be saved or served.
+PEER_PATHS: dict[str, str] = {
+    name: f"animerec.evaluation.peers:{class_name}"
+    for name, class_name in (
+        ("surprise-svd", "SurpriseSVD"),
+        ("surprise-svdpp", "SurpriseSVDpp"),
+        ("surprise-knnbaseline", "SurpriseKNNBaseline"),
+        ("implicit-als", "ImplicitALS"),
+        ("implicit-bpr", "ImplicitBPR"),
+        ("implicit-itemknn", "ImplicitItemKNN"),
+        ("lightfm-warp", "LightFMWARP"),
+    )
+}
+
 DEFAULT_MODEL = "als"
 
 
@@ -36,10 +51,11 @@ def model_names() -> list[str]:
 def get_model_class(name: str) -> type:
     """Return the class registered under `name`, or raise `ConfigError` listing valid names."""
     try:
-        path = MODEL_PATHS[name]
+        path = MODEL_PATHS[name] if name in MODEL_PATHS else PEER_PATHS[name]
     except KeyError:
         raise ConfigError(
-            f"unknown model {name!r}; registered models: {', '.join(MODEL_PATHS)}"
+            f"unknown model {name!r}; registered models: {', '.join(MODEL_PATHS)}; "
+            f"peers for evaluation: {', '.join(PEER_PATHS)}"
         ) from None
     module_name, class_name = path.split(":")
     return getattr(importlib.import_module(module_name), class_name)
