@@ -170,7 +170,7 @@ def _top_titles(model, content, liked_idx: np.ndarray, liked_weight: np.ndarray,
     if content is not None and content is model:
         contributions = content.history_contributions(liked_idx, liked_weight, item_idx)
     elif getattr(model, "has_item_similarity", True):
-        similarity = model.item_similarities(item_idx)[liked_idx].astype(np.float64)
+        similarity = model.item_similarities_to(item_idx, liked_idx).astype(np.float64)
         contributions = np.where(np.isfinite(similarity), similarity, 0.0) * liked_weight
     else:
         return []

@@ -140,9 +140,9 @@ def fold_in_factors(
     confidence = sp.csr_matrix(confidence, dtype=np.float64)
     confidence.sort_indices()
     n_people = confidence.shape[0]
-    factors_64 = np.asarray(item_factors, dtype=np.float64)
-    n_factors = factors_64.shape[1]
+    n_factors = item_factors.shape[1]
     if item_gram is None:
+        factors_64 = np.asarray(item_factors, dtype=np.float64)
         item_gram = factors_64.T @ factors_64
     gram = item_gram + regularization * np.eye(n_factors)
     result = np.zeros((n_people, n_factors), dtype=np.float32)
@@ -170,7 +170,8 @@ def fold_in_factors(
         item_idx = confidence.indices[offsets]
         values = np.where(in_history, confidence.data[offsets], 0.0)
 
-        gathered = factors_64[item_idx]  # (group, width, n_factors)
+        # (group, width, n_factors); only the history rows are converted to float64.
+        gathered = np.asarray(item_factors[item_idx], dtype=np.float64)
         extra = np.where(in_history, np.abs(values) - 1.0, 0.0)
         lhs = gram + np.matmul(gathered.transpose(0, 2, 1), gathered * extra[..., None])
         rhs = np.einsum("gw,gwf->gf", np.maximum(values, 0.0), gathered)
@@ -271,6 +272,16 @@ class ALSRecommender(Recommender):
         similarity = unit_factors @ unit_factors[item_idx]
         similarity[self.untrained_] = -np.inf
         return similarity.astype(np.float32)
+
+    def item_similarities_to(self, item_idx: int, others: np.ndarray) -> np.ndarray:
+        self.check_fitted()
+        if not 0 <= int(item_idx) < len(self.items_):
+            raise ConfigError(f"item_idx must be in 0..{len(self.items_) - 1}, got {item_idx}")
+        others = np.asarray(others, dtype=np.int64)
+        unit_factors = self._derived_array("unit_item_factors")
+        similarity = (unit_factors[others] @ unit_factors[int(item_idx)]).astype(np.float32)
+        similarity[self.untrained_[others]] = -np.inf
+        return similarity
 
     def _get_arrays(self) -> dict[str, np.ndarray]:
         return {

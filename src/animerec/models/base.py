@@ -160,6 +160,12 @@ class Recommender:
             raise ConfigError(f"item_idx must be in 0..{len(self.items_) - 1}, got {item_idx}")
         return np.asarray(self._similar_items(int(item_idx)), dtype=np.float32)
 
+    def item_similarities_to(self, item_idx: int, others: np.ndarray) -> np.ndarray:
+        """Return the similarities of one item to the items at positions `others` (float32),
+        the entries `item_similarities(item_idx)[others]` holds. Models that can compute a
+        few entries directly override it, so explaining a list does not cost full rows."""
+        return self.item_similarities(item_idx)[np.asarray(others, dtype=np.int64)]
+
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
