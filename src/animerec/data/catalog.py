@@ -148,7 +148,7 @@ class Catalog:
         entities ignored). Raise `NotFoundError` listing the closest matches otherwise."""
         query = normalize_title(text)
         exact = self._title_positions().get(query, [])
-        ids = self.frame["anime_id"].to_numpy()
+        ids = self.items.ids  # positions follow anime_id order, as the frame does
         if len(exact) == 1:
             return int(ids[exact[0]])
         if len(exact) > 1:
