@@ -380,6 +380,11 @@ def test_extra_catalog_columns_round_trip(store, small):
     frame["synopsis"] = pd.Series(["Space.", None, "Edo.", "Quote \"x\"", "ü", ""], dtype=object)
     frame["airing"] = pd.array([False, True, None, False, False, True], dtype="boolean")
     frame["aired"] = pd.Series([{"from": "1998-04-03"}, None, [1, 2], "text", 5, None], dtype=object)
+    frame["released"] = pd.to_datetime(["1998-04-03", None, "2010-01-01", "2011-02-02", "2012-03-03", "2013-04-04"])
+    frame["weight"] = np.array([0.5, np.nan, 1.5, 2.5, 3.5, 4.5], dtype=np.float32)
+    frame["source"] = pd.Series(["Manga", None, "Original", "Manga", "Novel", "Game"], dtype="str")
+    frame["premiere"] = pd.Series([1995, pd.NA, 1996, 1997, 1998, 1999], dtype=object)
+    frame["rank"] = np.arange(6, dtype=np.int64)
     richer = Dataset(
         name="rich",
         catalog=Catalog(frame),
@@ -392,7 +397,10 @@ def test_extra_catalog_columns_round_trip(store, small):
     loaded = store.load_dataset("rich")
 
     pd.testing.assert_frame_equal(loaded.catalog.frame, richer.catalog.frame)
-    assert list(loaded.catalog.frame.columns)[7:] == ["studios", "year", "popularity", "synopsis", "airing", "aired"]
+    assert list(loaded.catalog.frame.columns)[7:] == [
+        "studios", "year", "popularity", "synopsis", "airing", "aired",
+        "released", "weight", "source", "premiere", "rank",
+    ]
 
 
 def test_user_features_round_trip(store, small):
@@ -505,3 +513,24 @@ def test_no_timestamps_stay_none(store, small):
     store.save_dataset(*small)
 
     assert store.load_dataset("small").interactions.timestamps is None
+
+
+@pytest.mark.parametrize(
+    ("format_name", "folder"),
+    [("mal-2020", "anime-2020"), ("movielens-100k", "movielens-100k")],
+)
+def test_real_other_formats_round_trip(shared_data, tmp_path, format_name, folder):
+    # Other loaders add extra catalogue columns, timestamps and user features; all must survive.
+    from animerec.data.loaders import FORMATS
+
+    if format_name not in FORMATS:
+        pytest.skip(f"format {format_name} is not registered")
+    dataset, report = load_format(format_name, shared_data / folder)
+
+    with Store(tmp_path / "animerec.sqlite") as real_store:
+        real_store.save_dataset(dataset, report)
+        loaded = real_store.load_dataset()
+
+    assert_same_dataset(loaded, dataset)
+    if dataset.user_features is not None:
+        pd.testing.assert_frame_equal(loaded.user_features, dataset.user_features)

@@ -1,4 +1,4 @@
-"""Where animerec keeps its files and finds its input data.
+"""Folders for animerec's own files and for the input data.
 
 - `animerec_home()` is the folder for the store (`animerec.sqlite`) and trained model
   bundles: the environment variable `ANIMEREC_HOME`, else the platform's user data folder
@@ -48,7 +48,7 @@ def resolve_data_dir(arg: str | os.PathLike[str] | None = None) -> Path:
         configured = os.environ.get(DATA_ENV, "").strip()
         if not configured:
             raise ConfigError(
-                "no data folder given: pass the folder that holds the source files "
+                "no data folder given: pass the folder that contains the source files "
                 f"(for example `animerec ingest kaggle-2016 ~/data/anime-2016`) or set {DATA_ENV}"
             )
         source = f"{DATA_ENV}"

@@ -1,4 +1,4 @@
-"""What an ingest read, used and set aside, so that no row is dropped without a count."""
+"""Ingest reports, which count every row a loader read, used or set aside."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ class IngestReport:
     """The outcome of loading one dataset.
 
     `rows_read` counts interaction rows in the source files and `rows_used` the unique
-    user–anime pairs that went into the dataset; every row in between is counted in one of
-    `problems`, keyed by kind (for example "unknown_anime" or "duplicates").
+    user–anime pairs that went into the dataset. The rows in between are counted in
+    `problems`, keyed by kind (for example "unknown_anime" or "duplicates"). Some problems
+    count anime or users instead of rows, as their descriptions say.
     """
 
     format: str

@@ -192,8 +192,8 @@ class Store:
         arrays = interaction_arrays(dataset.interactions)
         arrays["users"] = dataset.interactions.users.ids
         blobs = {name: _npy_bytes(array) for name, array in arrays.items()}
-        extra_kinds = extra_column_kinds(dataset.catalog.frame)
-        catalog_rows = list(_catalog_rows(dataset.name, dataset.catalog.frame, extra_kinds))
+        extra_specs = extra_column_specs(dataset.catalog.frame)
+        catalog_rows = list(_catalog_rows(dataset.name, dataset.catalog.frame, extra_specs))
         user_features = _parquet_bytes(dataset.user_features) if dataset.user_features is not None else None
         interactions = dataset.interactions
 
@@ -219,7 +219,7 @@ class Store:
                     float(interactions.rating_scale[1]),
                     json.dumps(dataset.metadata, default=str),
                     json.dumps(report.to_dict()) if report is not None else None,
-                    json.dumps(list(extra_kinds.items())),
+                    json.dumps(list(extra_specs.items())),
                     user_features,
                 ),
             )
@@ -257,8 +257,8 @@ class Store:
             if row is None:
                 self._raise_not_found(name)
             format_name, rating_min, rating_max, metadata, extra_columns, user_features_blob = row
-            extra_kinds = dict(json.loads(extra_columns))
-            catalog = Catalog(self._read_catalog(name, extra_kinds))
+            extra_specs = dict(json.loads(extra_columns))
+            catalog = Catalog(self._read_catalog(name, extra_specs))
             arrays = {array_name: self._read_array(name, array_name) for array_name in REQUIRED_ARRAYS}
             if self._has_array(name, "timestamp"):
                 arrays["timestamp"] = self._read_array(name, "timestamp")
@@ -341,7 +341,7 @@ class Store:
             "run `animerec ingest FORMAT DATA_DIR --name NAME` to add it"
         )
 
-    def _read_catalog(self, name: str, extra_kinds: dict[str, str]) -> pd.DataFrame:
+    def _read_catalog(self, name: str, extra_specs: dict[str, dict[str, str]]) -> pd.DataFrame:
         rows = self.connection.execute(
             "SELECT anime_id, title, genres, type, episodes, score, members, extra"
             " FROM catalog WHERE dataset = ? ORDER BY anime_id",
@@ -350,10 +350,10 @@ class Store:
         anime_id, title, genres, types, episodes, score, members, extra = (
             list(column) for column in zip(*rows)
         ) if rows else ([] for _ in range(8))
-        extra_values: dict[str, list[Any]] = {column: [] for column in extra_kinds}
+        extra_values: dict[str, list[Any]] = {column: [] for column in extra_specs}
         for text in extra:
             values = json.loads(text) if text else {}
-            for column in extra_kinds:
+            for column in extra_specs:
                 extra_values[column].append(values.get(column))
         return catalog_frame(
             anime_id,
@@ -363,7 +363,7 @@ class Store:
             episodes,
             [np.nan if s is None else s for s in score],
             members,
-            extra={column: _restore_column(values, extra_kinds[column]) for column, values in extra_values.items()},
+            extra={column: _restore_column(values, extra_specs[column]) for column, values in extra_values.items()},
         )
 
     def _has_array(self, dataset_name: str, array_name: str) -> bool:
@@ -454,31 +454,55 @@ def _values_at(matrix: sp.csr_matrix, pair_keys: np.ndarray, n_items: int, dtype
     return values
 
 
-def extra_column_kinds(frame: pd.DataFrame) -> dict[str, str]:
-    """Return the kind of each non-core catalogue column: int, float, bool, str, tuple or json."""
-    kinds: dict[str, str] = {}
+def extra_column_specs(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Describe each non-core catalogue column so that it can be restored from JSON.
+
+    A spec has the value `kind` (int, float, bool, datetime, tuple, str or json), the pandas
+    `dtype` name, and the `missing` marker the column uses (none, nan, na or nat).
+    """
+    specs: dict[str, dict[str, str]] = {}
     for column in frame.columns:
         if column in CORE_COLUMNS:
             continue
         series = frame[column]
-        present = series.dropna()
+        missing = series.isna()
+        present = series[~missing]
         if pd.api.types.is_bool_dtype(series.dtype):
-            kinds[column] = "bool"
+            kind = "bool"
         elif pd.api.types.is_integer_dtype(series.dtype):
-            kinds[column] = "int"
+            kind = "int"
         elif pd.api.types.is_float_dtype(series.dtype):
-            kinds[column] = "float"
+            kind = "float"
+        elif pd.api.types.is_datetime64_any_dtype(series.dtype):
+            kind = "datetime"
         elif len(present) and all(isinstance(value, tuple) for value in present):
-            kinds[column] = "tuple"
+            kind = "tuple"
         elif all(isinstance(value, str) for value in present):
-            kinds[column] = "str"
+            kind = "str"
         else:
-            kinds[column] = "json"
-    return kinds
+            kind = "json"
+        specs[str(column)] = {
+            "kind": kind,
+            "dtype": str(series.dtype),
+            "missing": _missing_marker(series[missing].iloc[0]) if missing.any() else "none",
+        }
+    return specs
 
 
-def _catalog_rows(dataset_name: str, frame: pd.DataFrame, extra_kinds: dict[str, str]) -> Iterator[tuple]:
-    extra_columns = [frame[column].tolist() for column in extra_kinds]
+def _missing_marker(value: Any) -> str:
+    if value is pd.NA:
+        return "na"
+    if value is pd.NaT:
+        return "nat"
+    if isinstance(value, float):
+        return "nan"
+    return "none"
+
+
+def _catalog_rows(
+    dataset_name: str, frame: pd.DataFrame, extra_specs: dict[str, dict[str, str]]
+) -> Iterator[tuple]:
+    extra_columns = [frame[column].tolist() for column in extra_specs]
     core = zip(
         frame["anime_id"].tolist(),
         frame["title"].tolist(),
@@ -490,11 +514,11 @@ def _catalog_rows(dataset_name: str, frame: pd.DataFrame, extra_kinds: dict[str,
     )
     for position, (anime_id, title, genres, type_, episodes, score, members) in enumerate(core):
         extra = None
-        if extra_kinds:
+        if extra_specs:
             extra = json.dumps(
                 {
                     column: _json_value(values[position])
-                    for column, values in zip(extra_kinds, extra_columns)
+                    for column, values in zip(extra_specs, extra_columns)
                 }
             )
         yield (
@@ -535,16 +559,18 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _restore_column(values: list[Any], kind: str) -> pd.Series:
-    if kind == "int":
-        return pd.Series(pd.array(values, dtype="Int64"))
-    if kind == "float":
-        return pd.Series([np.nan if v is None else v for v in values], dtype=np.float64)
-    if kind == "bool":
-        return pd.Series(pd.array(values, dtype="boolean"))
+def _restore_column(values: list[Any], spec: dict[str, str]) -> pd.Series:
+    """Rebuild one extra catalogue column from its JSON values and its spec."""
+    missing = {"none": None, "nan": np.nan, "na": pd.NA, "nat": pd.NaT}[spec["missing"]]
+    kind, dtype = spec["kind"], spec["dtype"]
     if kind == "tuple":
-        return pd.Series([tuple(v) if v is not None else None for v in values], dtype=object)
-    return pd.Series(values, dtype=object)
+        return pd.Series([tuple(v) if v is not None else missing for v in values], dtype=object)
+    if kind == "datetime":
+        return pd.Series(pd.to_datetime(values)).astype(dtype)
+    items = [missing if v is None else v for v in values]
+    if dtype == "object":
+        return pd.Series(items, dtype=object)
+    return pd.Series(pd.array(items, dtype=dtype))
 
 
 def _sorted_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:

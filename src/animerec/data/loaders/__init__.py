@@ -56,7 +56,7 @@ def load_format(format_name: str, directory: str | Path, **options: Any) -> tupl
     path = Path(directory).expanduser()
     if not path.is_dir():
         raise DataError(
-            f"data folder not found or not a folder; give the folder that holds the {format_name} files",
+            f"data folder not found; give the folder that contains the {format_name} files",
             path=str(path),
         )
     return loader(path, **options)

@@ -1,15 +1,15 @@
 """CSV reading shared by the loaders: a fast path for large files and exact error locations.
 
 Large interaction files (millions of rows) are parsed by pyarrow's multithreaded CSV reader
-and checked with vectorised NumPy tests. pyarrow does not report line numbers, so when the
-fast path fails or a check finds a bad value, a slow scan with the `csv` module reads the
-file again only to find the first bad line and its value for the error message. Small files
-(catalogues) are read with the `csv` module directly, which gives every record's line.
+and checked with vectorised NumPy tests. pyarrow does not report line numbers. So when the
+fast path fails or a check finds a bad value, the file is read again only to find the first
+bad line and its value for the error message. Small files (catalogues) are read with the
+`csv` module directly, which gives every record's line.
 
 Line numbers are 1-based physical lines of the file, so the header is line 1, and a record
 whose quoted value spans lines is reported at its first line. Blank lines are skipped by
-both readers and still counted in line numbers. Files are UTF-8 (a leading
-byte-order mark is allowed), with LF, CRLF or CR line endings.
+both readers and still counted in line numbers. Files are UTF-8 (a leading byte-order mark
+is allowed), with LF, CRLF or CR line endings.
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def iter_records(path: Path, header: Sequence[str], *, delimiter: str = ",") -> 
 def line_of_record(path: Path, header: Sequence[str], record_index: int, *, delimiter: str = ",") -> int | None:
     """Return the line of the record at 0-based `record_index` (blank lines skipped).
 
-    Files without quoted line breaks are mapped by counting line breaks, which takes well
-    under a second for millions of rows; other files are read with the `csv` module.
+    Files without quotes are mapped by counting line breaks, which is fast on millions of
+    rows. Other files may have quoted line breaks, so the `csv` module reads them.
     """
     data = path.read_bytes()
     if b'"' not in data:
@@ -241,8 +241,8 @@ def _raise_at_record(
     """Raise the `DataError` of the record at `record_index`, which the fast path found bad."""
     data = path.read_bytes()
     lines, starts, ends = _record_spans(data)
-    # The fast path splits records at every line break, so the maps agree unless a line ends
-    # in a lone carriage return; then the slow scan finds the line instead.
+    # The fast path splits records at every line break, so both count the same records unless
+    # a line ends in a lone carriage return. The slow scan handles that case.
     if lines.size == n_records:
         line = int(lines[record_index])
         text = data[starts[record_index] : ends[record_index]].decode("utf-8", errors="replace")

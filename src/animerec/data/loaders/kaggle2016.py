@@ -1,6 +1,6 @@
 """Loader for the Kaggle 2016 "Anime Recommendations Database" (CooperUnion, CC0).
 
-The folder holds two files:
+The folder contains two files:
 
 - `anime.csv` with `anime_id,name,genre,type,episodes,rating,members`: one row per anime.
   `name` has HTML entities (`&#039;`), which are decoded into `title`. `genre` is a
