@@ -583,7 +583,7 @@ def test_history_buckets_hand_values():
     target = sp.csr_matrix(np.ones((5, 4), dtype=np.float32))
     lengths = np.array([1, 3, 5, 6, 30])
     context = runner.RankingContext(
-        k=2, recall_k=2, n_candidate_items=4, item_counts=np.ones(4, dtype=np.int64),
+        k=2, recall_k=2, candidates=np.ones(4, dtype=bool), item_counts=np.ones(4, dtype=np.int64),
         n_train_users=10, item_genres=sp.csr_matrix((4, 1), dtype=np.float32),
     )
     buckets = runner.by_history_length(per_user, recommended, target, lengths, context)
@@ -599,7 +599,7 @@ def test_history_buckets_hand_values():
 def test_empty_history_bucket_appears():
     per_user = {"ndcg@10": np.array([1.0])}
     context = runner.RankingContext(
-        k=1, recall_k=1, n_candidate_items=1, item_counts=np.ones(1, dtype=np.int64),
+        k=1, recall_k=1, candidates=np.ones(1, dtype=bool), item_counts=np.ones(1, dtype=np.int64),
         n_train_users=1, item_genres=sp.csr_matrix((1, 1), dtype=np.float32),
     )
     buckets = runner.by_history_length(

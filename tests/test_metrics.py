@@ -180,6 +180,14 @@ def test_gini_hand_value():
     assert value == pytest.approx(10 / 16)
 
 
+def test_gini_counts_only_candidates():
+    # Items 2 and 3 are not candidates: counts over items 0, 1 are 3 and 1.
+    # Sorted 1, 3; n = 2, sum = 4: G = ((2-2-1)*1 + (4-2-1)*3) / (2*4) = 2 / 8.
+    candidates = np.array([True, True, False, False])
+    value = m.gini_at_k([[0, 1], [0], [0]], 2, 4, candidates)
+    assert value == pytest.approx(2 / 8)
+
+
 def test_gini_equal_counts_is_zero():
     assert m.gini_at_k([[0, 1], [2, 3]], 2, 4) == pytest.approx(0.0)
 

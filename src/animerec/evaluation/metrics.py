@@ -229,8 +229,8 @@ def coverage_at_k(recommended: Recommended, k: int, n_items: int) -> float:
     """Catalogue coverage@k: distinct items in anyone's top k / n_items.
 
     `n_items` is the number of items a list could contain (the runner passes the items that
-    the ranking filters allow and that some training user watched). No lists or only empty
-    lists give 0.
+    the ranking filters allow, so a model that cannot score unwatched items cannot reach 1).
+    No lists or only empty lists give 0.
     """
     if int(n_items) < 1:
         raise ConfigError(f"n_items must be at least 1 for coverage, got {n_items}")
@@ -251,10 +251,14 @@ def user_coverage_at_k(recommended: Recommended, k: int) -> float:
     return float((padded >= 0).any(axis=1).mean())
 
 
-def gini_at_k(recommended: Recommended, k: int, n_items: int) -> float:
+def gini_at_k(
+    recommended: Recommended, k: int, n_items: int, candidates: np.ndarray | None = None
+) -> float:
     """Gini coefficient of how often each item appears in the top-k lists (popularity bias).
 
-    Counts x_1 <= ... <= x_n over all n = `n_items` candidate items, zeros included:
+    `candidates`, a boolean mask over the `n_items` item positions, restricts the count to
+    the items a list could contain (default: all n_items). Over the n counted items, with
+    their counts sorted x_1 <= ... <= x_n and zeros included:
     G = sum over i = 1..n of (2i - n - 1) × x_i / (n × sum of x). 0 means every item is
     recommended equally often, values near 1 mean a few items fill every list. No
     recommended items at all: NaN.
@@ -265,7 +269,9 @@ def gini_at_k(recommended: Recommended, k: int, n_items: int) -> float:
     items = padded[padded >= 0]
     if items.size and items.max() >= n_items:
         raise ConfigError(f"item position {items.max()} is outside 0..{n_items - 1}")
-    counts = np.sort(np.bincount(items, minlength=n_items)).astype(np.float64)
+    counts = np.bincount(items, minlength=n_items).astype(np.float64)
+    if candidates is not None:
+        counts = counts[np.asarray(candidates, dtype=bool)]
     return gini(counts)
 
 

@@ -83,10 +83,14 @@ class RankingContext:
 
     k: int
     recall_k: int
-    n_candidate_items: int
+    candidates: np.ndarray  # items the ranking filters allow (bool over item positions)
     item_counts: np.ndarray  # training users who watched each item
     n_train_users: int
     item_genres: sp.csr_matrix
+
+    @property
+    def n_candidate_items(self) -> int:
+        return max(int(np.count_nonzero(self.candidates)), 1)
 
 
 def ranking_metric_names(k: int, recall_k: int) -> list[str]:
@@ -336,11 +340,11 @@ def _evaluate_ranking(
     ranker = Ranker(dataset.catalog, dataset.interactions.items)
 
     item_counts = np.asarray(split.train.user_items.getnnz(axis=0), dtype=np.int64)
-    candidates = ranker.candidate_mask(options) & (item_counts > 0)
+    candidates = np.array(ranker.candidate_mask(options), dtype=bool)
     context = RankingContext(
         k=k,
         recall_k=recall_k,
-        n_candidate_items=max(int(candidates.sum()), 1),
+        candidates=candidates,
         item_counts=item_counts,
         n_train_users=max(int(np.count_nonzero(np.diff(split.train.user_items.indptr))), 1),
         item_genres=genre_matrix(dataset),
@@ -433,6 +437,8 @@ def _evaluate_ranking(
                 "targets keep items the ranking filters exclude (adult titles unless "
                 "include_adult), so such items count as misses",
                 "history length is the fold-in size of each evaluated user",
+                "coverage and gini count over the coverage_items anime that the ranking "
+                "filters allow, including anime no training user watched",
             ],
         },
     }
@@ -551,10 +557,11 @@ def ranking_metrics(
 
 def _aggregate_metrics(recommended: np.ndarray, context: RankingContext) -> dict[str, float]:
     k = context.k
-    n_items = max(context.n_candidate_items, int(context.item_counts.size))
     return {
         f"coverage@{k}": m.coverage_at_k(recommended, k, context.n_candidate_items),
-        f"gini@{k}": m.gini_at_k(recommended, k, n_items) if recommended.size else float("nan"),
+        f"gini@{k}": m.gini_at_k(
+            recommended, k, int(context.candidates.size), context.candidates
+        ),
         f"user_coverage@{k}": m.user_coverage_at_k(recommended, k),
     }
 
