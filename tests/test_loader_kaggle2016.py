@@ -625,3 +625,8 @@ def test_real_adult_titles_in_catalog(real):
     adult = dataset.catalog.adult_mask(dataset.catalog.items)
 
     assert 0 < int(adult.sum()) < len(dataset.catalog)
+
+
+def test_load_format_rejects_unsafe_name(kaggle_dir):
+    with pytest.raises(ConfigError, match="invalid dataset name"):
+        load_format("kaggle-2016", kaggle_dir(), name="../escape")

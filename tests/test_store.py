@@ -534,3 +534,19 @@ def test_real_other_formats_round_trip(shared_data, tmp_path, format_name, folde
     assert_same_dataset(loaded, dataset)
     if dataset.user_features is not None:
         pd.testing.assert_frame_equal(loaded.user_features, dataset.user_features)
+
+
+def test_sqlite_error_becomes_data_error(store, small, other, monkeypatch):
+    store.save_dataset(*small)
+
+    def fail(self, connection, dataset_name, blobs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "_write_arrays", fail)
+
+    with pytest.raises(DataError) as caught:
+        store.save_dataset(*other)
+
+    assert "disk is full" in str(caught.value)
+    assert caught.value.path == str(store.path)
+    assert [entry["name"] for entry in store.list_datasets()] == ["small"]

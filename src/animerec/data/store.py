@@ -147,7 +147,9 @@ class Store:
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite ends the transaction itself after some errors (a full disk).
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
 
@@ -197,34 +199,41 @@ class Store:
         user_features = _parquet_bytes(dataset.user_features) if dataset.user_features is not None else None
         interactions = dataset.interactions
 
-        with self.transaction() as connection:
-            for table in _DATASET_TABLES:
-                connection.execute(f"DELETE FROM {table} WHERE dataset = ?", (dataset.name,))
-            connection.execute("DELETE FROM datasets WHERE name = ?", (dataset.name,))
-            (last_order,) = connection.execute("SELECT COALESCE(MAX(ingest_order), 0) FROM datasets").fetchone()
-            connection.execute(
-                "INSERT INTO datasets (name, format, ingest_order, ingested_at, n_users, n_items,"
-                " n_interactions, n_ratings, rating_min, rating_max, metadata, report,"
-                " extra_columns, user_features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    dataset.name,
-                    dataset.format,
-                    int(last_order) + 1,
-                    datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    interactions.n_users,
-                    interactions.n_items,
-                    interactions.nnz,
-                    int(interactions.ratings.nnz),
-                    float(interactions.rating_scale[0]),
-                    float(interactions.rating_scale[1]),
-                    json.dumps(dataset.metadata, default=str),
-                    json.dumps(report.to_dict()) if report is not None else None,
-                    json.dumps(list(extra_specs.items())),
-                    user_features,
-                ),
-            )
-            self._write_catalog(connection, catalog_rows)
-            self._write_arrays(connection, dataset.name, blobs)
+        try:
+            with self.transaction() as connection:
+                for table in _DATASET_TABLES:
+                    connection.execute(f"DELETE FROM {table} WHERE dataset = ?", (dataset.name,))
+                connection.execute("DELETE FROM datasets WHERE name = ?", (dataset.name,))
+                (last_order,) = connection.execute("SELECT COALESCE(MAX(ingest_order), 0) FROM datasets").fetchone()
+                connection.execute(
+                    "INSERT INTO datasets (name, format, ingest_order, ingested_at, n_users, n_items,"
+                    " n_interactions, n_ratings, rating_min, rating_max, metadata, report,"
+                    " extra_columns, user_features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        dataset.name,
+                        dataset.format,
+                        int(last_order) + 1,
+                        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        interactions.n_users,
+                        interactions.n_items,
+                        interactions.nnz,
+                        int(interactions.ratings.nnz),
+                        float(interactions.rating_scale[0]),
+                        float(interactions.rating_scale[1]),
+                        json.dumps(dataset.metadata, default=str),
+                        json.dumps(report.to_dict()) if report is not None else None,
+                        json.dumps(list(extra_specs.items())),
+                        user_features,
+                    ),
+                )
+                self._write_catalog(connection, catalog_rows)
+                self._write_arrays(connection, dataset.name, blobs)
+        except sqlite3.Error as err:
+            raise DataError(
+                f"could not save dataset {dataset.name!r}: {err}; the store keeps its previous "
+                "state. Check free disk space and write permission, then ingest again",
+                path=str(self.path),
+            ) from err
         logger.info("saved dataset %s (%d interactions) to %s", dataset.name, interactions.nnz, self.path)
 
     def _write_catalog(self, connection: sqlite3.Connection, rows: list[tuple]) -> None:

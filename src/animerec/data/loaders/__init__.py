@@ -53,6 +53,11 @@ def load_format(format_name: str, directory: str | Path, **options: Any) -> tupl
     format adds).
     """
     loader = get_loader(format_name)
+    if options.get("name") is not None:
+        # The store rejects unsafe names; checking now saves a long load that cannot be saved.
+        from animerec.data.store import check_dataset_name
+
+        check_dataset_name(options["name"])
     path = Path(directory).expanduser()
     if not path.is_dir():
         raise DataError(
