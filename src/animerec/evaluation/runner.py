@@ -757,8 +757,11 @@ def _default_command(
     protocol: str, model_specs: Sequence[tuple[str, dict[str, Any]]], settings: dict[str, Any]
 ) -> str:
     """Return the command line when run from the animerec CLI, else the equivalent Python call."""
-    if sys.argv and Path(sys.argv[0]).name == "animerec":
-        return " ".join(shlex.quote(part) for part in sys.argv)
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is not None and program.name == "animerec":
+        return " ".join(shlex.quote(part) for part in ["animerec", *sys.argv[1:]])
+    if program is not None and program.name == "__main__.py" and program.parent.name == "animerec":
+        return " ".join(shlex.quote(part) for part in ["python", "-m", "animerec", *sys.argv[1:]])
     arguments = ", ".join(f"{key}={value!r}" for key, value in sorted(settings.items()))
     specs = [(name, dict(params)) for name, params in model_specs]
     return (
