@@ -436,6 +436,13 @@ def train(
         Optional[list[str]],
         typer.Option("--set", metavar="NAME=VALUE", help="Model parameter, repeatable (e.g. --set n_factors=128)."),
     ] = None,
+    no_tuned: Annotated[
+        bool,
+        typer.Option(
+            "--no-tuned",
+            help="Ignore parameters saved by `animerec tune` for this model and dataset (used by default).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train a model on the dataset and save it for `recommend` and `similar`."""
@@ -451,6 +458,15 @@ def train(
             from animerec.service import load_dataset_cached
 
             dataset = load_dataset_cached(store, options.dataset)
+        if not no_tuned:
+            from animerec.evaluation.tuning import load_tuned_params
+
+            tuned = load_tuned_params(dataset.name, model_name, options.home)
+            if tuned is not None:
+                typer.echo(f"Using the parameters saved by `animerec tune {model_name}` (--no-tuned ignores them).", err=True)
+                # --set values win over tuned ones.
+                model = create_model(model_name, **{**tuned, **params})
+                logger.info("using tuned parameters for %s on %s: %s", model_name, dataset.name, tuned)
         with progress(f"Training {model_name} on {dataset.name}…"):
             started = time.perf_counter()
             model.fit(dataset)
@@ -831,6 +847,135 @@ def serve(
         access_log=access_log,
         log_level="debug" if options.verbose > 1 else "info",
     )
+
+
+# --- predict and tune (rating models) --------------------------------------------------------
+
+
+@app.command()
+@guarded
+def predict(
+    ctx: typer.Context,
+    titles: Annotated[
+        list[str], typer.Argument(metavar="TITLE...", help="One or more anime, as anime_ids or titles.")
+    ],
+    user: Annotated[int, typer.Option("--user", metavar="USER_ID", help="A user_id of the dataset.")],
+    model: ModelOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Predict the rating a user of the dataset would give each anime (rating models only)."""
+    import numpy as np
+
+    from animerec.errors import UnknownIdError
+
+    service = open_service(ctx, model)
+    with service:
+        recommender = service.model
+        assert recommender is not None
+        if not hasattr(recommender, "rating_scale_") or not _predicts_ratings(recommender):
+            raise ConfigError(
+                f"model {recommender.name!r} does not predict ratings; train a rating model, "
+                "for example `animerec train biasedmf`, and pass --model biasedmf"
+            )
+        if user not in recommender.users_:
+            raise UnknownIdError(
+                f"unknown user_id {user}: model {recommender.name!r} was not trained on it; "
+                "use `animerec recommend --liked TITLE` for people outside the data"
+            )
+        user_idx = recommender.users_.index(user)
+        anime_ids = [service.resolve(title) for title in titles]
+        item_idx = np.asarray([recommender.items_.index(anime_id) for anime_id in anime_ids])
+        predicted = recommender.predict_ratings(np.full(item_idx.size, user_idx), item_idx)
+        interactions = service.dataset.interactions
+        rows = []
+        for anime_id, value in zip(anime_ids, predicted):
+            actual = None
+            if user in interactions.users and anime_id in interactions.items:
+                stored = interactions.ratings[interactions.users.index(user), interactions.items.index(anime_id)]
+                actual = float(stored) if stored else None
+            rows.append(
+                {
+                    "user_id": user,
+                    "anime_id": anime_id,
+                    "title": html.unescape(service.catalog.title(anime_id)),
+                    "predicted_rating": round(float(value), 3),
+                    "actual_rating": actual,
+                    "rating_scale": list(recommender.rating_scale_),
+                    "model": recommender.name,
+                }
+            )
+    if json_output:
+        print_json(rows)
+        return
+    low, high = rows[0]["rating_scale"]
+    print_records(
+        rows,
+        ["anime_id", "title", "predicted_rating", "actual_rating"],
+        f"Predicted ratings for user {user} ({rows[0]['model']}, scale {low:g}–{high:g})",
+    )
+
+
+def _predicts_ratings(recommender: Any) -> bool:
+    from animerec.models.base import Recommender
+
+    return type(recommender).predict_ratings is not Recommender.predict_ratings
+
+
+@app.command()
+@guarded
+def tune(
+    ctx: typer.Context,
+    model_name: Annotated[str, typer.Argument(metavar="MODEL", help="A rating model, e.g. biasedmf.")],
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Number of Optuna trials.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and the sampler.")] = 42,
+    test_fraction: Annotated[
+        float, typer.Option("--test-fraction", min=0.01, max=0.9, help="Share of ratings held out as the test set.")
+    ] = 0.2,
+    validation_fraction: Annotated[
+        float,
+        typer.Option("--validation-fraction", min=0.01, max=0.9, help="Share of the remaining ratings used to pick parameters."),
+    ] = 0.2,
+    timeout: Annotated[
+        Optional[float], typer.Option("--timeout", metavar="SECONDS", help="Stop the search after this many seconds.")
+    ] = None,
+    settings: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", metavar="NAME=VALUE", help="Fixed model parameter for every trial, repeatable."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Search a rating model's parameters on a validation split, report the test score, and
+    save the best parameters for `animerec train`."""
+    from animerec.evaluation.tuning import tune as run_tuning
+    from animerec.models.registry import get_model_class
+
+    get_model_class(model_name)  # an unknown name fails before the dataset loads
+    fixed = parse_assignments(settings, "--set")
+    options = _globals(ctx)
+    store = open_store(ctx)
+    try:
+        with progress("Loading dataset…"):
+            from animerec.service import load_dataset_cached
+
+            dataset = load_dataset_cached(store, options.dataset)
+    finally:
+        store.close()
+    with progress(f"Tuning {model_name} on {dataset.name}…") as step:
+        result = run_tuning(
+            dataset, model_name, n_trials=trials, seed=seed, test_fraction=test_fraction,
+            validation_fraction=validation_fraction, timeout=timeout, fixed_params=fixed,
+            home=options.home, progress=step,
+        )
+    if json_output:
+        print_json(result)
+        return
+    typer.echo(f"Best parameters after {result['n_trials']} trials: {result['params']}")
+    typer.echo(f"Validation RMSE {result['validation_rmse']:.4f}")
+    typer.echo(
+        f"Test RMSE {result['test']['rmse']:.4f} (defaults: {result['default_test']['rmse']:.4f}), "
+        f"test MAE {result['test']['mae']:.4f} (defaults: {result['default_test']['mae']:.4f})"
+    )
+    typer.echo(f"Saved to {result['saved_to']}; `animerec train {model_name}` now uses them.")
 
 
 # --- entry point ---------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""Hyperparameter search with Optuna, on a validation split disjoint from the test split.
+
+Protocol for a rating model (one that implements `predict_ratings`):
+
+1. `test_fraction` of all ratings, drawn with `seed`, is the test set; it is never seen
+   while searching.
+2. `validation_fraction` of the remaining ratings (seed + 1) is the validation set.
+3. Each trial draws parameters from the model's `search_space(trial)` classmethod, fits on
+   the remaining training ratings and is scored by validation RMSE (lower is better).
+4. The best parameters and the defaults are both refitted on training + validation and
+   scored once on the test set, so the report shows what tuning gained.
+
+The result is saved as JSON under `<animerec home>/tuned/<dataset>/<model>.json`, where
+`animerec train MODEL` finds it (`load_tuned_params`). NOTE: only rating models can be tuned
+so far; top-n models would need a user-level validation split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import animerec
+from animerec.data.interactions import Dataset
+from animerec.errors import ConfigError, DataError
+from animerec.evaluation import metrics as m
+from animerec.evaluation.splits import RatingFold, rating_holdout_split
+from animerec.models.base import Recommender
+from animerec.models.registry import get_model_class
+
+logger = logging.getLogger(__name__)
+
+TUNED_FOLDER = "tuned"
+
+
+def tuned_path(dataset_name: str, model_name: str, home: Path | None = None) -> Path:
+    """Return where the tuned parameters of a model on a dataset are saved."""
+    from animerec.config import animerec_home
+
+    base = Path(home) if home is not None else animerec_home()
+    return base / TUNED_FOLDER / dataset_name / f"{model_name}.json"
+
+
+def load_tuned_params(dataset_name: str, model_name: str, home: Path | None = None) -> dict[str, Any] | None:
+    """Return the saved best parameters of a model on a dataset, or None when never tuned.
+
+    A file that is not valid JSON or lacks "params" raises `DataError` naming it.
+    """
+    path = tuned_path(dataset_name, model_name, home)
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        params = saved["params"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise DataError(
+            f"tuned parameters are unreadable ({err}); delete the file or run `animerec tune {model_name}` again",
+            path=str(path),
+        ) from err
+    if not isinstance(params, dict):
+        raise DataError("tuned parameters must be a JSON object under 'params'", path=str(path))
+    return params
+
+
+def search_space_of(model_class: type) -> Callable[[Any], dict[str, Any]]:
+    """Return the model's `search_space(trial)`; raise `ConfigError` when it has none."""
+    space = getattr(model_class, "search_space", None)
+    if space is None:
+        raise ConfigError(
+            f"model {model_class.name!r} declares no search space (a `search_space(trial)` classmethod), "
+            "so it cannot be tuned"
+        )
+    return space
+
+
+def _is_rating_model(model_class: type) -> bool:
+    return getattr(model_class, "predict_ratings", None) is not Recommender.predict_ratings
+
+
+def _score(model_class: type, params: dict[str, Any], dataset: Dataset, fold: RatingFold) -> dict[str, float]:
+    model = model_class(**params)
+    started = time.perf_counter()
+    model.fit(dataclasses.replace(dataset, interactions=fold.train))
+    fit_seconds = time.perf_counter() - started
+    predicted = np.asarray(model.predict_ratings(fold.user_idx, fold.item_idx), dtype=np.float64)
+    return {
+        "rmse": m.rmse(predicted, fold.ratings),
+        "mae": m.mae(predicted, fold.ratings),
+        "fit_seconds": round(fit_seconds, 3),
+    }
+
+
+def tune(
+    dataset: Dataset,
+    model_name: str,
+    *,
+    n_trials: int = 20,
+    seed: int = 42,
+    test_fraction: float = 0.2,
+    validation_fraction: float = 0.2,
+    timeout: float | None = None,
+    fixed_params: dict[str, Any] | None = None,
+    home: Path | None = None,
+    save: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Search a model's parameters on a validation split and report the test score.
+
+    `fixed_params` are passed to every trial and override the search space. `timeout` (in
+    seconds) stops the search early. Returns a JSON-ready dict with the best parameters,
+    their validation RMSE, the test RMSE and MAE of the best and of the default parameters,
+    every trial, and `saved_to` when `save` is true.
+    """
+    try:
+        import optuna
+    except ImportError as err:
+        raise ConfigError(
+            f"tuning needs optuna, which is not installed ({err}); run `pip install 'animerec[eval]'`"
+        ) from err
+
+    if int(n_trials) < 1:
+        raise ConfigError(f"the number of trials must be at least 1, got {n_trials}")
+    model_class = get_model_class(model_name)
+    if not _is_rating_model(model_class):
+        raise ConfigError(
+            f"model {model_name!r} does not predict ratings; tuning supports rating models "
+            "(baseline, biasedmf, svdpp, itemknn-baseline) so far"
+        )
+    space = search_space_of(model_class)
+    fixed = dict(fixed_params or {})
+    notify = progress or (lambda step: None)
+    started = time.perf_counter()
+
+    notify("splitting test and validation ratings")
+    test_fold = rating_holdout_split(dataset.interactions, test_fraction=test_fraction, random_state=seed)
+    validation_fold = rating_holdout_split(
+        test_fold.train, test_fraction=validation_fraction, random_state=seed + 1
+    )
+
+    trials: list[dict[str, Any]] = []
+
+    def objective(trial: Any) -> float:
+        params = {**space(trial), **fixed}
+        notify(f"trial {trial.number + 1}/{n_trials}: {params}")
+        scores = _score(model_class, params, dataset, validation_fold)
+        trials.append({"number": trial.number, "params": params, **scores})
+        logger.info("trial %d: validation RMSE %.4f with %s", trial.number, scores["rmse"], params)
+        return scores["rmse"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=int(n_trials), timeout=timeout)
+    if not trials:
+        raise ConfigError("no trial finished; raise the timeout or the number of trials")
+
+    best = min(trials, key=lambda trial: (trial["rmse"], trial["number"]))
+    best_params = dict(best["params"])
+    notify("scoring the best and the default parameters on the test ratings")
+    best_test = _score(model_class, best_params, dataset, test_fold)
+    default_test = _score(model_class, fixed, dataset, test_fold)
+
+    result: dict[str, Any] = {
+        "model": model_name,
+        "dataset": dataset.name,
+        "params": best_params,
+        "validation_rmse": best["rmse"],
+        "test": best_test,
+        "default_test": default_test,
+        "protocol": {
+            "metric": "rmse",
+            "seed": int(seed),
+            "test_fraction": float(test_fraction),
+            "validation_fraction": float(validation_fraction),
+            "n_train": int(validation_fold.train.ratings.nnz),
+            "n_validation": int(validation_fold.ratings.size),
+            "n_test": int(test_fold.ratings.size),
+            "note": "validation ratings are drawn from the ratings left after the test ratings, "
+            "so the search never sees the test set; the final fits use train + validation",
+        },
+        "n_trials": len(trials),
+        "trials": trials,
+        "library_version": animerec.__version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "total_seconds": round(time.perf_counter() - started, 3),
+    }
+    result = _json_ready(result)
+    if save:
+        path = tuned_path(dataset.name, model_name, home)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".json.tmp")
+        staging.write_text(json.dumps(result, indent=2, sort_keys=True))
+        staging.replace(path)
+        result["saved_to"] = str(path)
+    return result
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value
