@@ -240,7 +240,13 @@ def _settings_view(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ConfigError(
+            "the evaluation report draws its charts with matplotlib, which is not installed; "
+            "install it with `pip install animerec[eval]`"
+        ) from err
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
