@@ -145,7 +145,7 @@ class ServiceHolder:
             self._lock = asyncio.Lock()
         async with self._lock:
             started = time.perf_counter()
-            service = await run_in_threadpool(self._factory)
+            service = await run_in_threadpool(self._open_and_warm)
             self.current = service
             self.generation += 1
             self.loaded_at = time.time()
@@ -154,6 +154,18 @@ class ServiceHolder:
                 reason, self.generation, time.perf_counter() - started, describe_service(service),
             )
             return service
+
+    def _open_and_warm(self) -> Any:
+        service = self._factory()
+        # A search that finds nothing builds the title indexes (normalized titles, trigrams),
+        # so the first real search after a load does not pay for them.
+        search = getattr(service, "search", None)
+        if callable(search):
+            try:
+                search("zzqx warm-up", 1)
+            except Exception:
+                logger.warning("warming up the title search failed", exc_info=True)
+        return service
 
     async def reload(self, reason: str) -> Any:
         """Load a fresh service and swap it in; on failure keep serving the current one."""
