@@ -203,9 +203,12 @@ def _episode_band(value: Any) -> list[str]:
 
 
 def _years(frame: pd.DataFrame) -> list[int | None]:
-    """Return each row's premiere year from `premiere_year`, else from `aired_start`."""
+    """Return each row's premiere year from `premiere_year` or `year` (MovieLens), else from
+    `aired_start`."""
     years: list[int | None] = []
-    for year, start in zip(_column(frame, "premiere_year"), _column(frame, "aired_start")):
+    columns = zip(_column(frame, "premiere_year"), _column(frame, "year"), _column(frame, "aired_start"))
+    for premiere, release, start in columns:
+        year = premiere if not _is_missing(premiere) else release
         if not _is_missing(year):
             years.append(int(year))
         elif isinstance(start, str) and start[:4].isdigit():

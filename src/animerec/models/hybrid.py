@@ -18,7 +18,8 @@ chosen per history-length bucket. `fit` learns those weights: it holds out a ran
 training users, fits the components on the rest, folds in a random number of each held-out
 user's titles, and for each bucket keeps the weight combination (a grid of step 0.1 on the
 simplex) with the best NDCG@k on the remaining titles. Then the components are refitted on
-all training users.
+all training users. A small fixed share of the content score (`CONTENT_TIE_BREAK`) is always
+added, so anime without interactions stay ordered by content in every bucket.
 """
 
 from __future__ import annotations
@@ -49,12 +50,19 @@ DEFAULT_BLEND = {0: (0.0, 0.0, 1.0), 2: (0.3, 0.3, 0.4), 5: (0.5, 0.2, 0.3), 10_
 # Held-out users a bucket needs before its tuned weights are trusted.
 MIN_BUCKET_USERS = 15
 GRID_STEP = 0.1
+# Weight of the content z-score added to every blend, so that anime no collaborative model
+# can score (and the prior cannot either) are still ordered by content when a bucket's
+# tuned content weight is 0.
+CONTENT_TIE_BREAK = 0.01
 # User-feature columns with more distinct values than this (zip codes) are not used.
 MAX_FEATURE_VALUES = 50
 # A value seen for fewer training users than this is treated as unknown.
 MIN_VALUE_USERS = 5
 # Numeric user features (age) are cut into this many quantile bands.
 NUMERIC_BANDS = 5
+# Smoothing values tried when `prior_smoothing` is 0, and the one used without tuning.
+PRIOR_SMOOTHING_GRID = (3.0, 10.0, 30.0, 100.0)
+DEFAULT_PRIOR_SMOOTHING = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +76,9 @@ class HybridConfig(ModelConfig):
     # List length the blend is tuned for (NDCG@k).
     k: int = 10
     use_user_features: bool = True
-    # Pseudo-count pulling a feature value's share for an item towards its overall share.
-    prior_smoothing: float = 10.0
+    # Pseudo-count pulling a feature value's share for an item towards its overall share;
+    # 0 chooses it from PRIOR_SMOOTHING_GRID on the held-out training users.
+    prior_smoothing: float = 0.0
     random_state: int = 42
 
     def __post_init__(self) -> None:
@@ -87,8 +96,8 @@ class HybridConfig(ModelConfig):
             )
         if self.max_validation_users < 0 or self.k < 1:
             raise ConfigError("max_validation_users must be >= 0 and k >= 1")
-        if not self.prior_smoothing > 0:
-            raise ConfigError(f"prior_smoothing must be positive, got {self.prior_smoothing}")
+        if not self.prior_smoothing >= 0:
+            raise ConfigError(f"prior_smoothing must be >= 0 (0 tunes it), got {self.prior_smoothing}")
 
 
 def history_bucket(lengths: np.ndarray) -> np.ndarray:
@@ -294,10 +303,11 @@ class HybridRecommender(Recommender):
         if dataset is not None:
             self.content_ = ContentRecommender(ContentConfig()).fit(dataset)
 
+        self.prior_smoothing_ = self.config.prior_smoothing or DEFAULT_PRIOR_SMOOTHING
         self.blend_ = self._tune_blend(dataset, interactions, features, rng)
 
         self.cf_ = self._make_cf().fit(interactions)
-        self.prior_ = FeaturePrior(self.config.prior_smoothing).fit(interactions.user_items, features)
+        self.prior_ = FeaturePrior(self.prior_smoothing_).fit(interactions.user_items, features)
         self.user_codes_ = self.prior_.encode(features, interactions.n_users)
         self.user_lengths_ = positive_lengths(interactions.user_items)
 
@@ -331,16 +341,19 @@ class HybridRecommender(Recommender):
             return blend
         cf = self._make_cf().fit(train_part)
         train_features = features.iloc[training] if features is not None else None
-        prior = FeaturePrior(self.config.prior_smoothing).fit(train_part.user_items, train_features)
+        validation_features = features.iloc[validation] if features is not None else None
+        if features is not None and not self.config.prior_smoothing:
+            self.prior_smoothing_ = self._tune_smoothing(
+                train_part, train_features, validation_features, interactions.select_users(validation)
+            )
+        prior = FeaturePrior(self.prior_smoothing_).fit(train_part.user_items, train_features)
 
         folds, targets, fold_lengths = self._fold_in(interactions, validation, lengths, rng)
         z_scores = [
             standardise(cf.score_histories(folds)),
             standardise(self.content_.score_histories(folds)) if self.content_ is not None
             else np.zeros((folds.n_users, folds.n_items), dtype=np.float32),
-            standardise(prior.score(prior.encode(
-                features.iloc[validation] if features is not None else None, validation.size
-            ))),
+            standardise(prior.score(prior.encode(validation_features, validation.size))),
         ]
         seen = sp.csr_matrix(folds.user_items)
         buckets = history_bucket(fold_lengths)
@@ -376,6 +389,27 @@ class HybridRecommender(Recommender):
                 nearest = tuned_positions[np.argmin(np.abs(tuned_positions - bucket))]
                 tuned[bucket] = tuned[nearest]
         return tuned
+
+    def _tune_smoothing(
+        self,
+        train_part: Interactions,
+        train_features: pd.DataFrame,
+        validation_features: pd.DataFrame,
+        validation_part: Interactions,
+    ) -> float:
+        """Choose the prior's smoothing by NDCG@k of the prior alone on the held-out users'
+        positive titles (the situation of a person with no history)."""
+        targets = sp.csr_matrix(validation_part.user_items > 0, dtype=np.float32)
+        no_history = sp.csr_matrix(targets.shape, dtype=np.float32)
+        quality = []
+        for smoothing in PRIOR_SMOOTHING_GRID:
+            prior = FeaturePrior(smoothing).fit(train_part.user_items, train_features)
+            scores = prior.score(prior.encode(validation_features, validation_part.n_users))
+            quality.append(self._ndcg([scores, scores, scores], np.array([1.0, 0.0, 0.0]), no_history, targets))
+        chosen = PRIOR_SMOOTHING_GRID[int(np.argmax(quality))]
+        logger.info("hybrid prior smoothing %g (ndcg@%d by value: %s)", chosen, self.config.k,
+                    [round(q, 4) for q in quality])
+        return chosen
 
     def _fold_in(
         self,
@@ -430,7 +464,8 @@ class HybridRecommender(Recommender):
     ) -> float:
         from animerec.evaluation.metrics import mean, ndcg_at_k
 
-        combined = weights[0] * z_scores[0] + weights[1] * z_scores[1] + weights[2] * z_scores[2]
+        content_weight = weights[1] + CONTENT_TIE_BREAK
+        combined = weights[0] * z_scores[0] + content_weight * z_scores[1] + weights[2] * z_scores[2]
         rows, columns = seen.nonzero()
         combined[rows, columns] = -np.inf
         k = min(self.config.k, combined.shape[1])
@@ -442,7 +477,8 @@ class HybridRecommender(Recommender):
     # --- scoring ----------------------------------------------------------------------
 
     def _blend(self, parts: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-        weights = self.blend_[history_bucket(lengths)]
+        weights = self.blend_[history_bucket(lengths)].copy()
+        weights[:, 1] += CONTENT_TIE_BREAK
         combined = np.zeros(parts[0].shape, dtype=np.float32)
         for position, part in enumerate(parts):
             combined += weights[:, position, None] * standardise(part)
@@ -530,6 +566,7 @@ class HybridRecommender(Recommender):
             "has_content": self.content_ is not None,
             "content": self.content_._get_meta() if self.content_ is not None else {},
             "prior_columns": self.prior_.columns,
+            "prior_smoothing": self.prior_smoothing_,
         }
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -548,7 +585,8 @@ class HybridRecommender(Recommender):
         if meta.get("has_content"):
             self.content_ = ContentRecommender(ContentConfig())
             self._attach(self.content_, _prefixed(arrays, "content__"), meta.get("content", {}))
-        self.prior_ = FeaturePrior(self.config.prior_smoothing)
+        self.prior_smoothing_ = float(meta.get("prior_smoothing", DEFAULT_PRIOR_SMOOTHING))
+        self.prior_ = FeaturePrior(self.prior_smoothing_)
         self.prior_.load(_prefixed(arrays, "prior__"), list(meta.get("prior_columns", [])))
 
     def _attach(self, model: Recommender, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
