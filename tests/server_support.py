@@ -80,7 +80,7 @@ class ThreadedServer:
 
 
 def wait_for_health(url: str, timeout: float = 120.0) -> dict:
-    """Poll GET /health until it answers 200 and return its body."""
+    """Poll GET /health until it returns 200 and return its body."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:

@@ -249,7 +249,8 @@ def test_history_of_ids_and_titles(client: httpx.Client) -> None:
     assert body["history_size"] == 2
     ids = [item["anime_id"] for item in body["items"]]
     assert len(ids) == 10
-    assert COWBOY_BEBOP not in ids and STEINS_GATE not in ids
+    assert COWBOY_BEBOP not in ids
+    assert STEINS_GATE not in ids
     for item in body["items"]:
         assert_recommendation_shape(item)
     reasons = " ".join(reason for item in body["items"] for reason in item["reasons"])

@@ -132,7 +132,7 @@ def pick_title(driver, text: str, expected_title: str) -> None:
 
 
 def liked_titles(driver) -> list[str]:
-    # The title element also holds a second line with type and episodes.
+    # The title element also contains a second line with type and episodes.
     return [item.text.split("\n")[0] for item in driver.find_elements(By.CSS_SELECTOR, "#liked-list .l-title")]
 
 
@@ -148,7 +148,8 @@ def test_search_pick_recommend_filter_hide(server: ThreadedServer, browser) -> N
     first = wait_for_cards(browser)
     pick_title(browser, "cowboy beb", "Cowboy Bebop")
     cards = wait_for_cards(browser, first)
-    assert 1 not in cards and 9253 not in cards
+    assert 1 not in cards
+    assert 9253 not in cards
     screenshot(browser, "02-recommendations")
 
     # Every card names its type, genres and at least one reason.

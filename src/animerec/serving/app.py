@@ -1,8 +1,8 @@
 """The FastAPI application factory: JSON API, web page, error handling and live reload.
 
-Nothing is built at import time. `create_app()` returns a new app; the service (dataset and
-trained model) is loaded when the app starts, and replaced as a whole by a reload, which
-`POST /admin/reload` and the SIGHUP signal trigger. A request takes the current service once
+Nothing is built at import time. `create_app()` returns a new app, and the service (dataset
+and trained model) is loaded when the app starts. `POST /admin/reload` and the SIGHUP signal
+replace the service as a whole. A request takes the current service once
 and uses it to the end, so requests in flight finish on the old model while new requests get
 the new one.
 
@@ -55,7 +55,7 @@ ENV_SUPERVISOR = "ANIMEREC_SERVE_SUPERVISOR_PID"
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """What the server loads and the limits it applies."""
+    """Server settings: the dataset and model to load, and the limits to apply."""
 
     home: Path | None = None  # animerec home folder; None: ANIMEREC_HOME or the platform default
     dataset: str | None = None  # dataset name in the store; None: the most recently ingested

@@ -147,7 +147,7 @@ def build_router() -> APIRouter:
 
     @router.get("/health", tags=["service"])
     async def health(request: Request) -> Response:
-        """Report that the server answers, and which dataset and model it serves."""
+        """Report that the server is up, and which dataset and model it serves."""
         from animerec.serving.app import describe_service
 
         holder = request.app.state.holder

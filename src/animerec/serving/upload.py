@@ -11,7 +11,7 @@ from animerec.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-# Statuses that say the person watched at least part of the anime. Plan-to-watch entries
+# Statuses that mean the person watched at least part of the anime. Plan-to-watch entries
 # are not viewing evidence, and dropped ones are evidence against the anime, so neither
 # joins the history; every entry on the list is kept out of the recommendations.
 WATCHED_STATUSES = frozenset(
