@@ -470,7 +470,8 @@ VALID_RATINGS = (-1, *range(1, 11))
 
 rating_rows = st.lists(
     st.tuples(
-        st.integers(min_value=0, max_value=2**40),
+        # Small ids repeat often and are dense; large ones take the sparse-id code paths.
+        st.one_of(st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=2**40)),
         st.sampled_from(CATALOG_IDS),
         st.sampled_from(VALID_RATINGS),
     ),

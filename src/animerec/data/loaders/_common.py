@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 from animerec.data.idmap import IdMap
 from animerec.errors import ConfigError
@@ -49,15 +50,56 @@ def deduplicate(
     rows in file order, the number of rows removed, and a few examples of duplicated pairs.
     """
     n_rows = int(user_ids.size)
+    all_rows = np.arange(n_rows, dtype=np.int64)
     if n_rows < 2:
-        return np.arange(n_rows, dtype=np.int64), 0, []
+        return all_rows, 0, []
 
     # Files sorted by (user_id, anime_id) without repeats are the common case: one pass.
     user_step = np.diff(user_ids)
     anime_step = np.diff(anime_ids)
     if bool(np.all((user_step > 0) | ((user_step == 0) & (anime_step > 0)))):
-        return np.arange(n_rows, dtype=np.int64), 0, []
+        return all_rows, 0, []
 
+    # Otherwise count each pair in a sparse matrix, which sums repeats in linear time, and
+    # sort only the rows of repeated pairs (a full sort of millions of rows takes seconds).
+    user_idx, n_users = _compact(user_ids)
+    item_idx, n_items = _compact(anime_ids)
+    counts = sp.csr_matrix(
+        (np.ones(n_rows, dtype=np.int32), (user_idx, item_idx)), shape=(n_users, n_items)
+    )
+    if counts.nnz == n_rows:
+        return all_rows, 0, []
+    repeated = np.flatnonzero(np.asarray(counts[user_idx, item_idx]).ravel() > 1)
+
+    winners, examples = _resolve_repeats(user_ids[repeated], anime_ids[repeated], ratings[repeated])
+    kept = np.ones(n_rows, dtype=bool)
+    kept[repeated] = False
+    kept[repeated[winners]] = True
+    return np.flatnonzero(kept), n_rows - counts.nnz, examples
+
+
+def _compact(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Number the distinct ids 0..n-1 in id order; return each row's number and n."""
+    low = int(ids.min())
+    span = int(ids.max()) - low + 1
+    if span > 4 * ids.size + 2**20:
+        distinct, inverse = np.unique(ids, return_inverse=True)
+        return inverse.ravel(), int(distinct.size)
+    # Dense ids: a presence table avoids sorting millions of rows.
+    present = np.zeros(span, dtype=bool)
+    present[ids - low] = True
+    numbers = np.cumsum(present, dtype=np.int64) - 1
+    return numbers[ids - low], int(numbers[-1]) + 1
+
+
+def _resolve_repeats(
+    user_ids: np.ndarray, anime_ids: np.ndarray, ratings: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Return the winning row of each pair (indices into the given rows) and examples.
+
+    Every pair in these rows appears more than once, and the rows are in file order.
+    """
+    n_rows = int(user_ids.size)
     order = _pair_order(user_ids, anime_ids)
     sorted_users = user_ids[order]
     sorted_anime = anime_ids[order]
@@ -65,22 +107,17 @@ def deduplicate(
     starts_group[0] = True
     starts_group[1:] = (sorted_users[1:] != sorted_users[:-1]) | (sorted_anime[1:] != sorted_anime[:-1])
     group_starts = np.flatnonzero(starts_group)
-    n_groups = int(group_starts.size)
-    if n_groups == n_rows:
-        return np.arange(n_rows, dtype=np.int64), 0, []
+    group_ends = np.append(group_starts[1:], n_rows) - 1
 
     # Within a group the rows are in file order, so the last rated position (or, when no
     # row is rated, the last position) is the winner.
-    group_ends = np.append(group_starts[1:], n_rows) - 1
     sorted_position = np.arange(n_rows, dtype=np.int64)
     rated_position = np.where(~np.isnan(ratings[order]), sorted_position, -1)
     last_rated = np.maximum.reduceat(rated_position, group_starts)
     winners = np.where(last_rated >= 0, last_rated, group_ends)
-    kept = np.sort(order[winners])
 
-    sizes = group_ends - group_starts + 1
     examples = []
-    for group in np.flatnonzero(sizes > 1)[:EXAMPLE_COUNT]:
+    for group in range(min(EXAMPLE_COUNT, group_starts.size)):
         rows = order[group_starts[group] : group_ends[group] + 1]
         shown = ", ".join(_rating_text(ratings[row]) for row in rows)
         winner = order[winners[group]]
@@ -88,7 +125,7 @@ def deduplicate(
             f"user_id {int(user_ids[rows[0]])}, anime_id {int(anime_ids[rows[0]])}: "
             f"{rows.size} rows with ratings {shown}; kept {_rating_text(ratings[winner])}"
         )
-    return kept, n_rows - n_groups, examples
+    return order[winners], examples
 
 
 def _pair_order(user_ids: np.ndarray, anime_ids: np.ndarray) -> np.ndarray:
