@@ -61,7 +61,7 @@ def test_idmap_rejects_non_integral_ids():
 
 @pytest.mark.parametrize("ids", [[5, 9, 100], [1, 10**15]], ids=["dense", "sparse"])
 def test_idmap_lookup_paths_agree(ids):
-    # Dense ids use a lookup table and sparse ids a binary search; both must give one answer.
+    # Dense ids use a lookup table and sparse ids a binary search, and both must agree.
     id_map = IdMap(ids, kind="anime_id")
     queries = [-(2**63), 2**63 - 1, ids[0] - 1, ids[0], ids[-1], ids[-1] + 1, 7]
 
