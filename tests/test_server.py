@@ -703,3 +703,39 @@ def test_sighup_reloads_served_cli(home: Path, tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=30)
     assert "SIGHUP received" in log_path.read_text()
+
+
+# --- franchise collapsing -----------------------------------------------------------------
+
+
+def test_collapse_keeps_one_per_franchise(tmp_path: Path, home: Path, shared_data: Path) -> None:
+    franchise_file = shared_data / "anime-franchises" / "mal_collection.json"
+    if not franchise_file.is_file():
+        pytest.skip(f"franchise groups not found at {franchise_file}")
+    group_of = {
+        anime_id: number
+        for number, group in enumerate(json.loads(franchise_file.read_text()))
+        for anime_id in group["ids"]
+    }
+    settings = ServerSettings(
+        home=home, model="als", feedback_path=tmp_path / "f.sqlite", franchises=franchise_file
+    )
+    running = ThreadedServer(create_app(settings=settings)).start()
+    try:
+        lists = {}
+        for collapse in ("true", "false"):
+            response = httpx.post(
+                f"{running.url}/recommendations",
+                params={"n": 30, "collapse": collapse},
+                json={"liked": ["Naruto"]},
+                timeout=60,
+            )
+            assert response.status_code == 200, response.text
+            lists[collapse] = [item["anime_id"] for item in response.json()["items"]]
+    finally:
+        running.stop()
+
+    collapsed_groups = [group_of[a] for a in lists["true"] if a in group_of]
+    assert len(collapsed_groups) == len(set(collapsed_groups))
+    plain_groups = [group_of[a] for a in lists["false"] if a in group_of]
+    assert len(plain_groups) > len(set(plain_groups)), "the plain list has no franchise repeats to collapse"

@@ -829,6 +829,14 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log one line per request.")
     ] = True,
+    franchises: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--franchises",
+            metavar="FILE",
+            help='Franchise groups as JSON [{"name": ..., "ids": [...]}] for collapsing; default: from titles.',
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (docs at /docs) and the web page (at /) until Ctrl+C.
 
@@ -844,6 +852,7 @@ def serve(
         home=options.home,
         dataset=options.dataset,
         model=model,
+        franchises=franchises,
         access_log=access_log,
         log_level="debug" if options.verbose > 1 else "info",
     )

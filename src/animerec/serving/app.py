@@ -35,6 +35,7 @@ from animerec.errors import (
     NotFoundError,
     UnknownIdError,
 )
+from animerec.ranking import RankingOptions
 from animerec.serving.feedback import FeedbackStore
 from animerec.serving.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 
@@ -47,6 +48,7 @@ STORE_FILE = "animerec.sqlite"
 ENV_HOME = "ANIMEREC_HOME"
 ENV_DATASET = "ANIMEREC_SERVE_DATASET"
 ENV_MODEL = "ANIMEREC_SERVE_MODEL"
+ENV_FRANCHISES = "ANIMEREC_SERVE_FRANCHISES"
 ENV_FEEDBACK = "ANIMEREC_SERVE_FEEDBACK_DB"
 ENV_MAX_BODY = "ANIMEREC_SERVE_MAX_BODY_BYTES"
 ENV_ADMIN_TOKEN = "ANIMEREC_ADMIN_TOKEN"
@@ -60,6 +62,8 @@ class ServerSettings:
     home: Path | None = None  # animerec home folder; None: ANIMEREC_HOME or the platform default
     dataset: str | None = None  # dataset name in the store; None: the most recently ingested
     model: str | None = None  # registered model name; None: the service's default
+    # Franchise groups JSON for collapsing; None: the service derives groups from titles.
+    franchises: Path | None = None
     # SQLite file for feedback; None: the store's own file (home/animerec.sqlite).
     feedback_path: Path | None = None
     # Largest accepted request body in bytes (MyAnimeList exports of big lists are a few MB).
@@ -76,6 +80,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls) -> "ServerSettings":
         home = os.environ.get(ENV_HOME, "").strip()
+        franchises = os.environ.get(ENV_FRANCHISES, "").strip()
         feedback = os.environ.get(ENV_FEEDBACK, "").strip()
         max_body = os.environ.get(ENV_MAX_BODY, "").strip()
         supervisor = os.environ.get(ENV_SUPERVISOR, "").strip()
@@ -83,6 +88,7 @@ class ServerSettings:
             home=Path(home) if home else None,
             dataset=os.environ.get(ENV_DATASET, "").strip() or None,
             model=os.environ.get(ENV_MODEL, "").strip() or None,
+            franchises=Path(franchises) if franchises else None,
             feedback_path=Path(feedback) if feedback else None,
             max_body_bytes=int(max_body) if max_body else cls.max_body_bytes,
             admin_token=os.environ.get(ENV_ADMIN_TOKEN, "").strip() or None,
@@ -95,6 +101,7 @@ class ServerSettings:
             ENV_HOME: str(self.home) if self.home else None,
             ENV_DATASET: self.dataset,
             ENV_MODEL: self.model,
+            ENV_FRANCHISES: str(self.franchises) if self.franchises else None,
             ENV_FEEDBACK: str(self.feedback_path) if self.feedback_path else None,
             ENV_MAX_BODY: str(self.max_body_bytes),
             ENV_ADMIN_TOKEN: self.admin_token,
@@ -119,7 +126,10 @@ def default_service_factory(settings: ServerSettings) -> Callable[[], Any]:
         from animerec.service import RecommenderService
 
         return RecommenderService.open(
-            home=settings.home, dataset=settings.dataset, model=settings.model
+            home=settings.home,
+            dataset=settings.dataset,
+            model=settings.model,
+            franchises=settings.franchises,
         )
 
     return open_service
@@ -157,14 +167,7 @@ class ServiceHolder:
 
     def _open_and_warm(self) -> Any:
         service = self._factory()
-        # A search that finds nothing builds the title indexes (normalized titles, trigrams),
-        # so the first real search after a load does not pay for them.
-        search = getattr(service, "search", None)
-        if callable(search):
-            try:
-                search("zzqx warm-up", 1)
-            except Exception:
-                logger.warning("warming up the title search failed", exc_info=True)
+        warm_up(service)
         return service
 
     async def reload(self, reason: str) -> Any:
@@ -174,6 +177,22 @@ class ServiceHolder:
         except Exception:
             logger.exception("reload (%s) failed; still serving generation %d", reason, self.generation)
             raise
+
+
+def warm_up(service: Any) -> None:
+    """Build the service's lazy indexes before it takes requests, so that the first
+    requests after a start or reload do not pay for them (about a second in all)."""
+    try:
+        # A search that finds nothing builds the title indexes (normalized titles, trigrams).
+        service.search("zzqx warm-up", 1)
+        # A collapsed list builds the franchise groups.
+        interactions = service.dataset.interactions
+        most_watched = int(interactions.items.ids[interactions.user_items.getnnz(axis=0).argmax()])
+        service.recommend_history(
+            [(most_watched, None)], RankingOptions(n=1, collapse_franchises=True)
+        )
+    except Exception:
+        logger.warning("warming up the service failed; the first requests will be slower", exc_info=True)
 
 
 def describe_service(service: Any) -> dict[str, Any]:

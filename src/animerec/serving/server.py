@@ -43,6 +43,7 @@ def run_server(
     home: Path | None = None,
     dataset: str | None = None,
     model: str | None = None,
+    franchises: Path | None = None,
     access_log: bool = True,
     log_level: str = "info",
 ) -> None:
@@ -61,6 +62,7 @@ def run_server(
         home=home,
         dataset=dataset,
         model=model,
+        franchises=franchises,
         supervisor_pid=os.getpid() if workers > 1 else None,
     )
     # Worker processes start fresh interpreters, so settings travel in the environment.
