@@ -13,6 +13,7 @@ from animerec.data.interactions import Interactions
 from animerec.models.base import ModelConfig
 from animerec.models.explicit import (
     RatingRecommender,
+    RidgePlan,
     RatingTriples,
     check_count,
     check_positive,
@@ -31,14 +32,15 @@ class BiasedMFConfig(ModelConfig):
     regularization: float = 0.12
     # L2 strength on the biases, a constant number of "virtual ratings" at the mean.
     bias_regularization: float = 1.0
-    epochs: int = 10
+    epochs: int = 8
     # Standard deviation of the initial item factors.
     init_scale: float = 0.1
     random_state: int = 42
     # Conjugate-gradient steps per system after the first epoch; 0 solves every system
-    # exactly (LU), which is slower for large n_factors. Three steps from the previous
-    # epoch's solution matched the exact solves to four digits of test RMSE.
-    cg_steps: int = 3
+    # exactly (LU), which is slower for large n_factors. Two steps from the previous epoch's
+    # solution changed the test RMSE of the exact solves by less than 0.001 on MovieLens
+    # 100K and the Kaggle 2016 sample.
+    cg_steps: int = 2
 
     def __post_init__(self) -> None:
         check_count("n_factors", self.n_factors)
@@ -88,13 +90,15 @@ class BiasedMFRecommender(RatingRecommender):
         ones_items = np.ones((n_items, 1))
         ones_users = np.ones((n_users, 1))
 
+        user_plan = RidgePlan.from_matrix(triples.by_user, k + 1)
+        item_plan = RidgePlan(triples.item_indptr, triples.user_idx[triples.item_order], n_users, k + 1)
         user_solution: np.ndarray | None = None
         item_solution: np.ndarray | None = None
         cg_steps = int(config.cg_steps)
         for epoch in range(int(config.epochs)):
             targets = triples.values - mu - item_bias[triples.item_idx]
-            user_solution = solve_ridge_rows(
-                triples.user_major(targets),
+            user_solution = user_plan.solve(
+                targets,
                 np.hstack([item_factors, ones_items]),
                 user_ridge,
                 initial=user_solution,
@@ -103,8 +107,8 @@ class BiasedMFRecommender(RatingRecommender):
             user_factors, user_bias = user_solution[:, :k], user_solution[:, k]
 
             targets = triples.values - mu - user_bias[triples.user_idx]
-            item_solution = solve_ridge_rows(
-                triples.item_major(targets),
+            item_solution = item_plan.solve(
+                targets[triples.item_order],
                 np.hstack([user_factors, ones_users]),
                 item_ridge,
                 initial=item_solution,

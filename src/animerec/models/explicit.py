@@ -23,9 +23,9 @@ from animerec.models.base import Recommender, iter_chunks
 logger = logging.getLogger(__name__)
 
 # Upper bound on the float values of one padded block in `solve_ridge_rows`
-# (entities in the block × longest row × dimensions): 2**18 float32 values are 1 MiB. Small
+# (entities in the block × longest row × dimensions): 2**19 float32 values are 2 MiB. Small
 # blocks stay in cache and reuse freed memory; 16 MiB blocks ran about 1.5 times slower.
-RIDGE_BLOCK_VALUES = 2**18
+RIDGE_BLOCK_VALUES = 2**19
 
 # Rows of a padded bucket grow by this factor, so padding wastes at most a third.
 BUCKET_GROWTH = 1.33
@@ -144,6 +144,109 @@ def _bucket_bounds(sorted_counts: np.ndarray) -> list[tuple[int, int, int]]:
     return bounds
 
 
+@dataclass(frozen=True)
+class _RidgeBlock:
+    """Rows of similar length, padded: `columns` indexes the features (the pad row is the
+    last one) and `entries` the stored values (the pad entry is the last one)."""
+
+    rows: np.ndarray
+    columns: np.ndarray
+    entries: np.ndarray
+    length: int
+
+
+class RidgePlan:
+    """The padded blocks of one sparsity pattern, built once and reused by every solve.
+
+    ALS solves the same pattern (the ratings of each user, or of each item) every epoch with
+    new values and features, so the bucketing and index arithmetic are done here only once.
+    """
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_columns: int, dimensions: int) -> None:
+        self.n_rows = indptr.size - 1
+        self.n_columns = int(n_columns)
+        self.nnz = int(indices.size)
+        counts = np.diff(indptr)
+        order = np.argsort(counts, kind="stable")
+        self.blocks: list[_RidgeBlock] = []
+        for start, stop, length in _bucket_bounds(counts[order]):
+            rows_per_block = max(1, RIDGE_BLOCK_VALUES // (length * max(dimensions, 1)))
+            offsets = np.arange(length)
+            for block in iter_chunks(stop - start, rows_per_block):
+                rows = order[start + block.start : start + block.stop]
+                positions = indptr[rows][:, None] + offsets[None, :]
+                valid = offsets[None, :] < counts[rows][:, None]
+                entries = np.where(valid, positions, self.nnz)
+                columns = np.where(valid, indices[np.minimum(positions, max(self.nnz - 1, 0))], self.n_columns)
+                self.blocks.append(_RidgeBlock(rows, columns.astype(np.int32), entries, int(length)))
+
+    @classmethod
+    def from_matrix(cls, matrix: sp.csr_matrix, dimensions: int) -> "RidgePlan":
+        return cls(matrix.indptr, matrix.indices, matrix.shape[1], dimensions)
+
+    def solve(
+        self,
+        values: np.ndarray,
+        features: np.ndarray,
+        ridge: np.ndarray,
+        *,
+        use_dual: bool = True,
+        initial: np.ndarray | None = None,
+        cg_steps: int = 0,
+    ) -> np.ndarray:
+        """Solve every row's ridge regression for the stored `values` (see `solve_ridge_rows`)."""
+        dimensions = features.shape[1]
+        if ridge.shape != (self.n_rows, dimensions):
+            raise ConfigError(f"ridge must have shape {(self.n_rows, dimensions)}, got {ridge.shape}")
+        if features.shape[0] != self.n_columns:
+            raise ConfigError(f"features must have {self.n_columns} rows, got {features.shape[0]}")
+        solution = np.zeros((self.n_rows, dimensions))
+        # float32 systems halve the memory traffic of the gathers and the time of the batched
+        # BLAS/LAPACK calls; the ridge keeps them well conditioned.
+        padded_features = np.vstack([features, np.zeros((1, dimensions))]).astype(np.float32)
+        padded_values = np.append(np.asarray(values, dtype=np.float32), np.float32(0.0))
+        ridge = ridge.astype(np.float32)
+        diagonal = np.arange(dimensions)
+        iterate = initial is not None and cg_steps > 0
+
+        for block in self.blocks:
+            rows = block.rows
+            gathered = padded_features[block.columns]
+            targets = padded_values[block.entries]
+            if iterate:
+                assert initial is not None
+                start = initial[rows].astype(np.float32)
+                row_ridge = ridge[rows]
+                # The first residual t' = Fᵀ(t - F x0) - D x0 needs two products instead of
+                # the three of Fᵀ t - (Fᵀ F + D) x0.
+                misfit = targets - np.matmul(gathered, start[:, :, None])[:, :, 0]
+                residual = np.matmul(misfit[:, None, :], gathered)[:, 0, :] - row_ridge * start
+
+                def gram_times(vectors: np.ndarray, rows_features=gathered, row_ridge=row_ridge) -> np.ndarray:
+                    # (Fᵀ F + D) v without forming Fᵀ F: two batched matrix-vector products.
+                    projected = np.matmul(rows_features, vectors[:, :, None])
+                    product = np.matmul(rows_features.transpose(0, 2, 1), projected)[:, :, 0]
+                    return product + row_ridge * vectors
+
+                solution[rows] = _conjugate_gradient(gram_times, residual, start, cg_steps)
+            elif use_dual and block.length < dimensions:
+                # Fewer entries than dimensions: the dual form solves a length × length system,
+                # x = D⁻¹ Fᵀ (F D⁻¹ Fᵀ + I)⁻¹ t with D the ridge; padded entries have zero
+                # features and zero targets, so they drop out.
+                offsets = np.arange(block.length)
+                scaled = gathered / ridge[rows][:, None, :]
+                kernel = np.matmul(scaled, gathered.transpose(0, 2, 1))
+                kernel[:, offsets, offsets] += 1.0
+                dual = np.linalg.solve(kernel, targets[:, :, None])
+                solution[rows] = np.matmul(scaled.transpose(0, 2, 1), dual)[:, :, 0]
+            else:
+                right_side = np.matmul(targets[:, None, :], gathered)[:, 0, :]
+                gram = np.matmul(gathered.transpose(0, 2, 1), gathered)
+                gram[:, diagonal, diagonal] += ridge[rows]
+                solution[rows] = np.linalg.solve(gram, right_side[:, :, None])[:, :, 0]
+        return solution
+
+
 def solve_ridge_rows(
     targets: sp.csr_matrix,
     features: np.ndarray,
@@ -159,93 +262,40 @@ def solve_ridge_rows(
     the solution minimises Σ_j (t_ej - x_e · f_j)² + Σ_k ridge[e, k] x_ek². Rows without
     entries get zeros, and every ridge value must be positive. The systems of rows of
     similar length are built at once, padded to a common length, so the work is a few
-    batched BLAS/LAPACK calls instead of a Python loop per row. `use_dual=False` forces
-    the primal (d × d) form everywhere; both give the same solution. With `initial` (a
-    previous solution, as in the later epochs of ALS) and `cg_steps` > 0, the d × d systems
-    are solved approximately by that many conjugate-gradient steps started from `initial`
-    instead of by LU factorisation; the steps never form Fᵀ F, so each costs about
-    4 · length · d instead of the length · d² + d³ of the exact solve.
+    batched BLAS/LAPACK calls instead of a Python loop per row. Rows with fewer entries
+    than dimensions use the dual form (`use_dual=False` forces the primal d × d form); both
+    give the same solution. With `initial` (a previous solution, as in the later epochs of
+    ALS) and `cg_steps` > 0, every system is solved approximately by that many
+    conjugate-gradient steps started from `initial`; the steps never form Fᵀ F, so each
+    costs about 4 · length · d instead of the length · d² + d³ of the exact solve.
     """
-    n_rows = targets.shape[0]
-    dimensions = features.shape[1]
-    if ridge.shape != (n_rows, dimensions):
-        raise ConfigError(f"ridge must have shape {(n_rows, dimensions)}, got {ridge.shape}")
-    solution = np.zeros((n_rows, dimensions))
-    if targets.nnz == 0:
-        return solution
-
-    # float32 Gram matrices and solves halve the memory traffic of the gathers and the
-    # time of the batched BLAS/LAPACK calls; the ridge keeps the systems well conditioned.
-    padded_features = np.vstack([features, np.zeros((1, dimensions))]).astype(np.float32)
-    ridge = ridge.astype(np.float32)
-    pad_index = features.shape[0]
-    indptr = targets.indptr
-    indices = targets.indices
-    counts = np.diff(indptr)
-    right_side = np.asarray(targets @ features).astype(np.float32)
-    order = np.argsort(counts, kind="stable")
-    sorted_counts = counts[order]
-    diagonal = np.arange(dimensions)
-
-    for start, stop, length in _bucket_bounds(sorted_counts):
-        rows_per_block = max(1, RIDGE_BLOCK_VALUES // (length * dimensions))
-        offsets = np.arange(length)
-        for block in iter_chunks(stop - start, rows_per_block):
-            rows = order[start + block.start : start + block.stop]
-            positions = indptr[rows][:, None] + offsets[None, :]
-            valid = offsets[None, :] < counts[rows][:, None]
-            positions = np.minimum(positions, indices.size - 1)
-            gathered = padded_features[np.where(valid, indices[positions], pad_index)]
-            if use_dual and length < dimensions:
-                # Fewer entries than dimensions: the dual form solves a length × length system,
-                # x = D⁻¹ Fᵀ (F D⁻¹ Fᵀ + I)⁻¹ t with D the ridge; padded entries have zero
-                # features and zero targets, so they drop out.
-                values = np.where(valid, targets.data[positions], 0.0).astype(np.float32)
-                scaled = gathered / ridge[rows][:, None, :]
-                kernel = np.matmul(scaled, gathered.transpose(0, 2, 1))
-                kernel[:, offsets, offsets] += 1.0
-                dual = np.linalg.solve(kernel, values[:, :, None])
-                solution[rows] = np.matmul(scaled.transpose(0, 2, 1), dual)[:, :, 0]
-            elif initial is not None and cg_steps > 0:
-                row_ridge = ridge[rows]
-
-                def gram_times(vectors: np.ndarray, rows_features=gathered, row_ridge=row_ridge) -> np.ndarray:
-                    # (Fᵀ F + D) v without forming Fᵀ F: two batched matrix-vector products.
-                    projected = np.matmul(rows_features, vectors[:, :, None])
-                    product = np.matmul(rows_features.transpose(0, 2, 1), projected)[:, :, 0]
-                    return product + row_ridge * vectors
-
-                solution[rows] = _conjugate_gradient(
-                    gram_times, right_side[rows], initial[rows].astype(np.float32), cg_steps
-                )
-            else:
-                gram = np.matmul(gathered.transpose(0, 2, 1), gathered)
-                gram[:, diagonal, diagonal] += ridge[rows]
-                solution[rows] = np.linalg.solve(gram, right_side[rows][:, :, None])[:, :, 0]
-    return solution
+    matrix = sp.csr_matrix(targets)
+    plan = RidgePlan.from_matrix(matrix, features.shape[1])
+    return plan.solve(matrix.data, features, ridge, use_dual=use_dual, initial=initial, cg_steps=cg_steps)
 
 
 def _conjugate_gradient(
     multiply: Callable[[np.ndarray], np.ndarray],
-    right_side: np.ndarray,
+    residual: np.ndarray,
     start: np.ndarray,
     steps: int,
 ) -> np.ndarray:
     """Run `steps` conjugate-gradient steps on a batch of symmetric positive definite systems
-    A_m x_m = right_side[m], from `start`, and return the iterates (m × d).
-
-    `multiply(v)` returns the batch of products A_m v_m for v of shape (m, d).
+    A_m x_m = b_m from `start`, given the first residual b - A start, and return the
+    iterates (m × d). `multiply(v)` returns the batch of products A_m v_m for v of shape (m, d).
     """
     solution = start.copy()
-    residual = right_side - multiply(solution)
+    residual = residual.copy()
     direction = residual.copy()
     residual_norm = np.einsum("ij,ij->i", residual, residual)
     tiny = np.finfo(np.float32).tiny
-    for _ in range(steps):
+    for step_number in range(steps):
         product = multiply(direction)
         curvature = np.einsum("ij,ij->i", direction, product)
         step = residual_norm / np.maximum(curvature, tiny)
         solution += step[:, None] * direction
+        if step_number == steps - 1:
+            break
         residual -= step[:, None] * product
         new_norm = np.einsum("ij,ij->i", residual, residual)
         direction = residual + (new_norm / np.maximum(residual_norm, tiny))[:, None] * direction

@@ -21,6 +21,7 @@ from animerec.models.base import ModelConfig
 from animerec.models.biasedmf import BiasedMFRecommender
 from animerec.models.explicit import (
     RatingTriples,
+    RidgePlan,
     check_count,
     check_positive,
     fit_baseline_biases,
@@ -43,7 +44,7 @@ class SVDppConfig(ModelConfig):
     init_scale: float = 0.1
     random_state: int = 42
     # Conjugate-gradient steps per solve after the first epoch (see biasedmf).
-    cg_steps: int = 3
+    cg_steps: int = 2
     # Conjugate-gradient steps on all implicit factors per epoch.
     implicit_cg_steps: int = 3
 
@@ -117,6 +118,8 @@ class SVDppRecommender(BiasedMFRecommender):
         item_ridge = self._ridge(triples.item_counts())
         ones_items = np.ones((n_items, 1))
         ones_users = np.ones((n_users, 1))
+        user_plan = RidgePlan.from_matrix(triples.by_user, k + 1)
+        item_plan = RidgePlan(triples.item_indptr, triples.user_idx[triples.item_order], n_users, k + 1)
         user_solution: np.ndarray | None = None
         item_solution: np.ndarray | None = None
         cg_steps = int(config.cg_steps)
@@ -125,8 +128,8 @@ class SVDppRecommender(BiasedMFRecommender):
             implicit_part = np.asarray(watched @ implicit_factors)
             implicit_dots = _row_dots(implicit_part, item_factors, triples)
             targets = triples.values - mu - item_bias[triples.item_idx] - implicit_dots
-            user_solution = solve_ridge_rows(
-                triples.user_major(targets),
+            user_solution = user_plan.solve(
+                targets,
                 np.hstack([item_factors, ones_items]),
                 user_ridge,
                 initial=user_solution,
@@ -136,8 +139,8 @@ class SVDppRecommender(BiasedMFRecommender):
             user_vectors = own_factors + implicit_part
 
             targets = triples.values - mu - user_bias[triples.user_idx]
-            item_solution = solve_ridge_rows(
-                triples.item_major(targets),
+            item_solution = item_plan.solve(
+                targets[triples.item_order],
                 np.hstack([user_vectors, ones_users]),
                 item_ridge,
                 initial=item_solution,
