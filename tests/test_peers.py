@@ -1,4 +1,4 @@
-"""Peer adapters: they run through the same runner and say clearly when a library is missing."""
+"""Peer adapters: they run through the same runner and raise a clear error when a library is missing."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def require(module: str, package: str, peer: str) -> Any:
 
 
 def positive_user_items(user_items: sp.csr_matrix) -> sp.csr_matrix:
-    """A float32 CSR copy of `user_items` with negative and zero weights removed."""
+    """Return a float32 CSR copy of `user_items` without its negative and zero weights."""
     matrix = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
     matrix.data = np.maximum(matrix.data, 0.0)
     matrix.eliminate_zeros()
@@ -198,8 +198,8 @@ class ImplicitPeer(PeerRecommender):
         implicit = require("implicit", "implicit", self.name)
         user_items = positive_user_items(interactions.user_items)
         model = self._build(implicit)
-        # implicit warns when BLAS runs its own threads (it parallelises itself) and when its
-        # item-kNN transposes the matrix to COO internally; neither is about our input.
+        # implicit parallelises itself, so it warns when BLAS runs threads too. Its item-kNN
+        # also warns about a COO matrix it builds internally, which is not about our input.
         with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Method expects CSR input")
             model.fit(user_items, show_progress=False)

@@ -54,10 +54,11 @@ class BiasedMFConfig(ModelConfig):
 class BiasedMFRecommender(RatingRecommender):
     """Predicts r_ui = mu + b_u + b_i + p_u · q_i.
 
-    Training alternates exact ridge solves: with the item side fixed, every user's
-    (p_u, b_u) minimises Σ_i (r_ui - mu - b_i - b_u - p_u · q_i)²
-    + regularization · |I(u)| · |p_u|² + bias_regularization · b_u², and then the same for
-    every item's (q_i, b_i). A new person is folded in by the same user solve.
+    Training alternates ridge solves: with the item side fixed, every user's (p_u, b_u)
+    minimises Σ_i (r_ui - mu - b_i - b_u - p_u · q_i)² + regularization · |I(u)| · |p_u|²
+    + bias_regularization · b_u², and then the same for every item's (q_i, b_i). The first
+    epoch solves exactly; later epochs take `cg_steps` conjugate-gradient steps from the
+    previous solution. A new person is folded in by an exact user solve.
     """
 
     name = "biasedmf"
@@ -116,8 +117,8 @@ class BiasedMFRecommender(RatingRecommender):
             )
             item_factors, item_bias = item_solution[:, :k], item_solution[:, k]
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("biasedmf epoch %d: train RMSE %.4f", epoch + 1, self._train_rmse(
-                    triples, mu, user_bias, item_bias, user_factors, item_factors))
+                train_rmse = self._train_rmse(triples, mu, user_bias, item_bias, user_factors, item_factors)
+                logger.debug("biasedmf epoch %d: train RMSE %.4f", epoch + 1, train_rmse)
 
         self.global_mean_ = mu
         self.user_bias_ = user_bias

@@ -2,9 +2,9 @@
 
 A rating model predicts the rating a person would give an anime. `predict_ratings` clips its
 predictions to the training data's rating scale (`rating_scale_`, taken from the data and
-never assumed). `score_users` and `score_histories` return the same predicted ratings without
-clipping, so that the order among anime predicted above the top of the scale survives the
-ranking step; anime without any training rating score -inf there.
+never assumed). `score_users` and `score_histories` return the same predicted ratings
+without clipping, so the order among anime predicted above the top of the scale survives the
+ranking step. Anime without any training rating score -inf there.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from animerec.models.base import Recommender, iter_chunks
 
 logger = logging.getLogger(__name__)
 
-# Upper bound on the float values of one padded block in `solve_ridge_rows`
-# (entities in the block × longest row × dimensions): 2**19 float32 values are 2 MiB. Small
-# blocks stay in cache and reuse freed memory; 16 MiB blocks ran about 1.5 times slower.
+# Upper bound on the float values of one padded block of a `RidgePlan` (rows in the block ×
+# longest row × dimensions): 2**19 float32 values are 2 MiB. Small blocks stay in cache and
+# reuse freed memory. In one measurement on 2 cores, 16 MiB blocks ran about 1.5 times slower.
 RIDGE_BLOCK_VALUES = 2**19
 
 # Rows of a padded bucket grow by this factor, so padding wastes at most a third.
@@ -67,13 +67,13 @@ class RatingTriples:
         return np.diff(self.item_indptr)
 
     def user_major(self, values: np.ndarray) -> sp.csr_matrix:
-        """A users × items CSR matrix with the given per-rating values (user-major order)."""
+        """Return a users × items CSR matrix of per-rating values given in user-major order."""
         return sp.csr_matrix(
             (values, self.by_user.indices, self.by_user.indptr), shape=self.shape, copy=False
         )
 
     def item_major(self, values: np.ndarray) -> sp.csr_matrix:
-        """An items × users CSR matrix with the given per-rating values (user-major order in)."""
+        """Return an items × users CSR matrix of per-rating values given in user-major order."""
         return sp.csr_matrix(
             (values[self.item_order], self.user_idx[self.item_order], self.item_indptr),
             shape=(self.shape[1], self.shape[0]),

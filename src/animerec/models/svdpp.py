@@ -74,9 +74,9 @@ def normalized_watched(user_items: sp.csr_matrix) -> sp.csr_matrix:
 class SVDppRecommender(BiasedMFRecommender):
     """SVD++ trained by alternating minimisation.
 
-    Each epoch solves every user's (p_u, b_u) and every item's (q_i, b_i) exactly as biased
-    MF does, with the implicit part of the user vector held fixed, and then improves all
-    implicit factors Y together by conjugate-gradient steps on their least-squares problem.
+    Each epoch solves every user's (p_u, b_u) and every item's (q_i, b_i) as biased MF does,
+    with the implicit part of the user vector held fixed. Then it improves all implicit
+    factors Y together by conjugate-gradient steps on their least-squares problem.
     Training users keep z_u = p_u + implicit part as `user_factors_`.
     """
 

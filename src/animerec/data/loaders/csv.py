@@ -1,6 +1,6 @@
 """Loader for generic rating files: `user_id,item_id,rating[,timestamp]` rows in a CSV file.
 
-The folder holds a ratings file (default `ratings.csv`) and, optionally, an items file
+The folder contains a ratings file (default `ratings.csv`) and, optionally, an items file
 (default `items.csv`, used when present) with an id column, a `title` column and an optional
 `genres` column of labels separated by `|`. Column names and the delimiter are options, so
 most rating exports load without editing:
@@ -108,8 +108,8 @@ def read_rating_rows(
 ) -> RatingRows:
     """Read and validate the rating rows of a delimited file with a header.
 
-    pyarrow parses the file; when it fails or a value breaks a rule, the file is scanned
-    again with the `csv` module to raise `DataError` at the first bad line.
+    pyarrow parses the file. When that fails or a value breaks a rule, the `csv` module scans
+    the file again to raise `DataError` at the first bad line.
     """
     expected = expected or f"a {delimiter!r}-separated file with the columns {','.join(columns.required())}"
     check_file(path, expected)
@@ -335,7 +335,7 @@ def build_dataset(
 
 
 def bare_catalog(item_ids: np.ndarray) -> Catalog:
-    """A catalogue of bare ids titled "item <id>", with no other metadata."""
+    """Build a catalogue of bare ids titled "item <id>", with no other metadata."""
     ids = np.unique(item_ids)
     count = ids.size
     return Catalog(
@@ -355,7 +355,7 @@ def read_items_file(
     path: Path, *, id_column: str, delimiter: str = ",", report: IngestReport | None = None
 ) -> Catalog:
     """Read an items file with `id_column`, `title` and optional `genres` (labels separated
-    by `|`) into a `Catalog`; a duplicate or invalid id raises `DataError` with its line."""
+    by `|`) into a `Catalog`. A duplicate or invalid id raises `DataError` with its line."""
     header = read_header(path, [id_column, "title"], delimiter=delimiter)
     id_position = header.index(id_column)
     title_position = header.index("title")
