@@ -739,3 +739,60 @@ def test_collapse_keeps_one_per_franchise(tmp_path: Path, home: Path, shared_dat
     assert len(collapsed_groups) == len(set(collapsed_groups))
     plain_groups = [group_of[a] for a in lists["false"] if a in group_of]
     assert len(plain_groups) > len(set(plain_groups)), "the plain list has no franchise repeats to collapse"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    content=st.binary(max_size=2000),
+    field_name=st.sampled_from(["file", "upload", ""]),
+    filename=st.text(max_size=20),
+)
+def test_fuzzed_uploads_never_5xx(client: httpx.Client, content: bytes, field_name: str, filename: str) -> None:
+    files = {field_name: (filename or "x.xml", content, "application/octet-stream")}
+    response = client.post("/recommendations", files=files)
+    assert response.status_code < 500, response.text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content_type=st.text(max_size=60), content=st.binary(max_size=300))
+def test_fuzzed_content_types_never_5xx(client: httpx.Client, content_type: str, content: bytes) -> None:
+    try:
+        response = client.post("/recommendations", content=content, headers={"content-type": content_type})
+    except (httpx.LocalProtocolError, UnicodeEncodeError):
+        return  # the header cannot be sent at all
+    assert response.status_code < 500, response.text
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="SIGHUP exists only on POSIX")
+def test_reload_replaces_every_worker(home: Path, tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    environment = {**os.environ, "ANIMEREC_HOME": str(home)}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "animerec", "serve", "--port", str(port), "--workers", "2", "--no-access-log"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url)
+        reload_started = time.time()
+        response = httpx.post(f"{url}/admin/reload", timeout=60)
+        assert response.status_code == 200, response.text
+
+        # Both workers are replaced: every answer then comes from a service loaded after
+        # the reload request, and the server answers throughout.
+        deadline = time.monotonic() + 120
+        fresh_in_a_row = 0
+        while fresh_in_a_row < 20 and time.monotonic() < deadline:
+            health = httpx.get(f"{url}/health", timeout=30)
+            assert health.status_code == 200
+            fresh_in_a_row = fresh_in_a_row + 1 if health.json()["loaded_at"] >= reload_started else 0
+            time.sleep(0.05)
+        assert fresh_in_a_row >= 20, log_path.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert "restarting processes" in log_path.read_text()

@@ -7,6 +7,7 @@ old one, and a stopping worker finishes the requests it has in flight.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 APP_FACTORY = "animerec.serving.app:app_from_env"
 ENV_LOG_LEVEL = "ANIMEREC_SERVE_LOG_LEVEL"
 ENV_ACCESS_LOG = "ANIMEREC_SERVE_ACCESS_LOG"
+WORKER_READY_TIMEOUT_S = 120
 
 
 def check_serve_extra() -> None:
@@ -74,6 +76,12 @@ def run_server(
     logger.info(
         "serving on http://%s:%d with %d worker(s); docs at /docs", host, port, workers
     )
+    options: dict = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # A new worker loads the dataset and the model before it is ready, which takes
+        # longer than uvicorn's 5 s default on a busy machine; a replacement that is not
+        # ready in time makes the supervisor abort a reload.
+        options["timeout_worker_healthcheck"] = WORKER_READY_TIMEOUT_S
     uvicorn.run(
         APP_FACTORY,
         factory=True,
@@ -84,6 +92,7 @@ def run_server(
         log_config=None,
         log_level=log_level.lower(),
         timeout_graceful_shutdown=30,
+        **options,
     )
 
 
