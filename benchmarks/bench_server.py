@@ -74,10 +74,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(home: Path, port: int, workers: int, log_path: Path) -> subprocess.Popen:
+def start_server(
+    home: Path, port: int, workers: int, log_path: Path, access_log: bool
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "animerec", "--home", str(home), "serve",
-        "--host", HOST, "--port", str(port), "--workers", str(workers), "--no-access-log",
+        "--host", HOST, "--port", str(port), "--workers", str(workers),
+        "--access-log" if access_log else "--no-access-log",
     ]
     log = open(log_path, "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -401,6 +404,7 @@ def main() -> None:
     parser.add_argument("--mixed-requests", type=int, default=10_000, help="requests in the mixed run")
     parser.add_argument("--scenarios", default="user,history,mixed", help="comma-separated scenarios to run")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--access-log", action="store_true", help="log every request (to results/server.log)")
     args = parser.parse_args()
 
     home = args.home.resolve()
@@ -412,11 +416,12 @@ def main() -> None:
 
     port = free_port()
     load_before = load_average()
-    server = start_server(home, port, args.workers, RESULTS / "server.log")
+    server = start_server(home, port, args.workers, RESULTS / "server.log", args.access_log)
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "load_before": load_before},
         "settings": {
             "workers": args.workers, "concurrency": args.concurrency, "duration_s": args.duration,
+            "access_log": args.access_log,
             "model": "als (default settings)", "data": "anime-2016",
         },
         "scenarios": [],

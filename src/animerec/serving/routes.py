@@ -338,11 +338,28 @@ def _with_mean_scores(service: Any, items: list[dict]) -> list[dict]:
         return items
     catalog = service.dataset.catalog
     positions = catalog.items.to_idx([item["anime_id"] for item in items], unknown="mask")
-    scores = catalog.frame["score"].to_numpy(dtype=np.float64, na_value=np.nan)
+    scores = _mean_scores(catalog)
     for item, position in zip(items, positions.tolist()):
         value = float(scores[position]) if position >= 0 else math.nan
         item["mean_score"] = value if math.isfinite(value) else None
     return items
+
+
+# Catalogue mean scores as float arrays, keyed by id() of the catalogue they came from. The
+# catalogue is kept in the entry so that its id cannot be reused while the entry exists.
+_mean_score_cache: dict[int, tuple[Any, np.ndarray]] = {}
+_MEAN_SCORE_CACHE_SIZE = 4
+
+
+def _mean_scores(catalog: Any) -> np.ndarray:
+    cached = _mean_score_cache.get(id(catalog))
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
+    scores = catalog.frame["score"].to_numpy(dtype=np.float64, na_value=np.nan)
+    if len(_mean_score_cache) >= _MEAN_SCORE_CACHE_SIZE:
+        _mean_score_cache.clear()
+    _mean_score_cache[id(catalog)] = (catalog, scores)
+    return scores
 
 
 def _parse_history(raw: bytes) -> HistoryRequest:
