@@ -278,6 +278,21 @@ def test_evaluate_json(cli) -> None:
     assert result["models"]["itemknn"]["ndcg@10"] > result["models"]["popular"]["ndcg@10"]
 
 
+def test_evaluate_forwards_protocol_and_report(cli, tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+    result = json_output(
+        cli(
+            "evaluate", "--models", "popular", "--protocol", "user-holdout", "--test-users", "100",
+            "-k", "5", "--bootstrap", "10", "--report", str(report_dir), "--json",
+        )
+    )
+
+    assert result["protocol"]["name"] == "user-holdout"
+    assert result["protocol"]["k"] == 5
+    assert "ndcg@5" in result["models"]["popular"]
+    assert (report_dir / "report.html").is_file()
+
+
 # --- global options and start-up -------------------------------------------------------------
 
 

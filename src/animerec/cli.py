@@ -733,9 +733,35 @@ def evaluate(
         Optional[list[str]],
         typer.Option("--set", metavar="MODEL.PARAM=VALUE", help="Model parameter, repeatable (e.g. --set als.n_factors=32)."),
     ] = None,
+    k: Annotated[Optional[int], typer.Option("-k", "--k", min=1, help="Cut-off of the top-n metrics (default: 10).")] = None,
+    recall_k: Annotated[
+        Optional[int], typer.Option("--recall-k", min=1, help="Second cut-off for recall (default: 20).")
+    ] = None,
+    fold_in_fraction: Annotated[
+        Optional[float],
+        typer.Option("--fold-in-fraction", help="Share of a test user's history folded in; the rest is the target."),
+    ] = None,
+    test_fraction: Annotated[
+        Optional[float],
+        typer.Option("--test-fraction", help="Share held out per user (user-holdout, temporal) or of all ratings."),
+    ] = None,
+    min_history: Annotated[
+        Optional[int], typer.Option("--min-history", min=1, help="Users with fewer interactions are not tested.")
+    ] = None,
+    leave_k: Annotated[Optional[int], typer.Option("--leave-k", min=1, help="Targets per user in leave-k-out.")] = None,
+    n_folds: Annotated[Optional[int], typer.Option("--n-folds", min=2, help="Folds of rating-kfold.")] = None,
+    n_bootstrap: Annotated[
+        Optional[int], typer.Option("--bootstrap", min=0, help="Bootstrap resamples for confidence intervals.")
+    ] = None,
+    include_adult: Annotated[
+        bool, typer.Option("--include-adult", help="Let lists contain adult titles (genre Hentai).")
+    ] = False,
+    report_dir: Annotated[
+        Optional[Path], typer.Option("--report", metavar="DIR", help="Also write an HTML report into DIR.")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Compare models offline on one split with ranking metrics."""
+    """Compare models offline on one split with ranking or rating metrics."""
     from animerec.evaluation import runner
     from animerec.models.registry import get_model_class
 
@@ -757,6 +783,16 @@ def evaluate(
         "split_dir": split_dir,
         "seed": seed,
         "test_users": test_users,
+        "k": k,
+        "recall_k": recall_k,
+        "fold_in_fraction": fold_in_fraction,
+        "test_fraction": test_fraction,
+        "min_history": min_history,
+        "leave_k": leave_k,
+        "n_folds": n_folds,
+        "n_bootstrap": n_bootstrap,
+        "include_adult": include_adult or None,
+        "report_dir": report_dir,
     }
     forwarded = {key: value for key, value in forwarded.items() if value is not None}
 
@@ -776,6 +812,8 @@ def evaluate(
         print_json(result)
         return
     print_evaluation(result)
+    if report_dir is not None:
+        typer.echo(f"Report written to {report_dir}")
 
 
 def print_evaluation(result: dict) -> None:
