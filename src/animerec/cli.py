@@ -719,7 +719,10 @@ def evaluate(
         str, typer.Option("--models", help="Comma-separated models to compare.")
     ] = DEFAULT_EVALUATE_MODELS,
     protocol: Annotated[
-        Optional[str], typer.Option("--protocol", help="Evaluation protocol (default: strong-generalization).")
+        Optional[str], typer.Option(
+            "--protocol",
+            help="Evaluation protocol, e.g. user-holdout or rating-kfold (default: strong-generalization).",
+        )
     ] = None,
     split_dir: Annotated[
         Optional[Path], typer.Option("--split-dir", help="Folder to save the split to, or to reuse it from.")
