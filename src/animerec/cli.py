@@ -345,8 +345,11 @@ def open_service(
     from animerec.service import RecommenderService
 
     options = _globals(ctx)
-    what = "dataset" if not with_model else f"dataset and model {model or ''}".rstrip()
-    with progress(f"Loading {what}…"):
+    if not with_model:
+        loading = "dataset"
+    else:
+        loading = f"dataset and model {model}" if model else "dataset and model"
+    with progress(f"Loading {loading}…"):
         return RecommenderService.open(
             options.home, options.dataset, model, with_model=with_model, franchises=franchises
         )
