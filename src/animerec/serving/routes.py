@@ -44,9 +44,31 @@ class JSONBody(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(
-            content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_to_plain
-        ).encode("utf-8")
+        try:
+            text = _dumps(content)
+        except ValueError:
+            # A NaN or infinity somewhere deeper than `_clean` looks: replace them all.
+            text = _dumps(_finite(content))
+        return text.encode("utf-8")
+
+
+def _dumps(content: Any) -> str:
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_to_plain
+    )
+
+
+def _finite(value: Any) -> Any:
+    """Return `value` with every non-finite float, at any depth, replaced by None."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    return value
 
 
 def _to_plain(value: Any) -> Any:
@@ -93,7 +115,8 @@ def ranking_options(
     exclude_types: list[str] = Query([], description="Drop these types."),
     include_adult: bool = Query(False, description="Include adult titles (genre Hentai)."),
     collapse: bool = Query(
-        True, description="At most one title per franchise, where franchise data is loaded."
+        True,
+        description="At most one title per franchise (groups from the server's franchise file, else from titles).",
     ),
 ) -> RankingOptions:
     return RankingOptions(
