@@ -37,7 +37,7 @@ SECOND_TITLE_SHARE = 0.5
 # Feature labels named per "shares ..." reason.
 MAX_LABELS = 3
 
-# How each feature block reads in a reason.
+# The phrase that introduces each feature block in a reason.
 _BLOCK_PHRASES = {
     "genres": "shares genres",
     "type": "same type",
@@ -94,23 +94,23 @@ def explain(
 
     content = _content_model(model)
     genre_counts = _genre_counts(liked_idx, genres_of) if content is None and genres_of else None
+    # The liked titles' feature rows, sliced once for the whole list.
+    view = content.history_view(liked_idx, liked_weight) if content is not None and liked_idx.size else None
 
     reasons: list[list[str]] = []
     for rec in recommendations:
         found: list[str] = []
         titles: list[int] = []
         if liked_idx.size:
-            titles = _top_titles(model, content, liked_idx, liked_weight, rec.item_idx)
+            titles = _top_titles(model, content, view, liked_idx, liked_weight, rec.item_idx)
             if titles:
                 verb = "liked" if unrated_liked or liked_rated[titles].any() else "watched"
                 names = " and ".join(title_of(int(liked_idx[t])) for t in titles)
                 found.append(f"because you {verb} {names}")
-        if content is not None and liked_idx.size:
+        if view is not None:
             # Features shared with the named titles, else with the whole liked history.
-            basis = np.asarray(titles) if titles else np.arange(liked_idx.size)
-            shared = content.shared_features(
-                liked_idx[basis], liked_weight[basis], rec.item_idx, n=MAX_LABELS
-            )
+            rows = np.asarray(titles) if titles else None
+            shared = view.shared_features(rec.item_idx, n=MAX_LABELS, rows=rows)
             for label, values in shared:
                 phrase = _BLOCK_PHRASES.get(label, f"shares {label}")
                 found.append(f"{phrase}: {', '.join(values)}")
@@ -132,7 +132,8 @@ def service_reasons(
     recommendations: Sequence[Recommendation],
     unrated_liked: bool = False,
 ) -> list[list[str]]:
-    """The explainer `RecommenderService` uses: `explain` with the service's titles and genres."""
+    """Build the reasons `RecommenderService` attaches: `explain` with the service's titles
+    and genres. Popularity gets none, because it ignores the history."""
     model = service.model
     if model is None or not len(history_idx):
         return [[] for _ in recommendations]
@@ -165,10 +166,22 @@ def _content_model(model: Recommender):
     return component if isinstance(component, ContentRecommender) else None
 
 
-def _top_titles(model, content, liked_idx: np.ndarray, liked_weight: np.ndarray, item_idx: int) -> list[int]:
+def _top_titles(
+    model,
+    content,
+    view,
+    liked_idx: np.ndarray,
+    liked_weight: np.ndarray,
+    item_idx: int,
+) -> list[int]:
     """Return positions (into liked_idx) of the history titles that contribute most."""
-    if content is not None and content is model:
-        contributions = content.history_contributions(liked_idx, liked_weight, item_idx)
+    if view is not None and content is model:
+        contributions = view.contributions(item_idx)
+    elif view is not None and hasattr(model, "combine_similarities"):
+        # A hybrid: its CF part read entry by entry, its content part from the view.
+        cf = model.cf_.item_similarities_to(item_idx, liked_idx)
+        similarity = model.combine_similarities(cf, view.similarities(item_idx)).astype(np.float64)
+        contributions = similarity * liked_weight
     elif getattr(model, "has_item_similarity", True):
         similarity = model.item_similarities_to(item_idx, liked_idx).astype(np.float64)
         contributions = np.where(np.isfinite(similarity), similarity, 0.0) * liked_weight

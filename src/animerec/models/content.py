@@ -3,7 +3,7 @@
 Each anime becomes a sparse feature vector built from its catalogue row: whole genre labels,
 type, an episode-count band, studios, source material, a premiere-year band, the age rating
 and, when the catalogue has synopses, TF-IDF word weights. Categorical features are weighted
-by inverse document frequency (a rare genre says more than "Comedy"), each block of features
+by inverse document frequency (a rare genre tells more than "Comedy"), each block of features
 is L2-normalised and scaled by its configured weight, and the whole row is L2-normalised, so
 the dot product of two rows is a weighted cosine similarity.
 
@@ -390,36 +390,33 @@ class ContentRecommender(Recommender):
 
     # --- explanations -----------------------------------------------------------------
 
+    def feature_row(self, item_idx: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (feature columns, values) of one item's row, read without sparse indexing."""
+        start, end = self.features_.indptr[int(item_idx)], self.features_.indptr[int(item_idx) + 1]
+        return self.features_.indices[start:end], self.features_.data[start:end]
+
+    def history_view(self, history_idx: np.ndarray, history_weights: np.ndarray) -> "HistoryView":
+        """Return a view of a history for explaining several items at a low cost per item."""
+        self.check_fitted()
+        return HistoryView(self, history_idx, history_weights)
+
     def shared_features(
         self, history_idx: np.ndarray, history_weights: np.ndarray, item_idx: int, n: int = 3
     ) -> list[tuple[str, list[str]]]:
         """Return (block label, feature labels) for the features that contribute most to one
         item's score for a history, grouped by block, strongest block first."""
-        weights = np.asarray(history_weights, dtype=np.float32)
-        history = self.features_[np.asarray(history_idx, dtype=np.int64)]
-        profile = np.asarray(history.T @ weights, dtype=np.float32).ravel()
-        row = self.features_[int(item_idx)]
-        contributions = row.data * profile[row.indices]
-        positive = np.flatnonzero(contributions > 0)
-        if not positive.size:
-            return []
-        order = positive[np.argsort(-contributions[positive], kind="stable")][: 3 * n]
-        by_block: dict[str, tuple[float, list[str]]] = {}
-        for position in order:
-            feature = int(row.indices[position])
-            block = self.feature_blocks_[feature]
-            label = self.feature_names_[feature].split(":", 1)[1]
-            total, labels = by_block.get(block, (0.0, []))
-            if len(labels) < n:
-                labels.append(label)
-            by_block[block] = (total + float(contributions[position]), labels)
-        ranked = sorted(by_block.items(), key=lambda kv: -kv[1][0])
-        return [(BLOCK_LABELS.get(block, block), labels) for block, (_, labels) in ranked]
+        return self.history_view(history_idx, history_weights).shared_features(item_idx, n=n)
 
-    def history_contributions(self, history_idx: np.ndarray, history_weights: np.ndarray, item_idx: int) -> np.ndarray:
+    def history_contributions(
+        self, history_idx: np.ndarray, history_weights: np.ndarray, item_idx: int
+    ) -> np.ndarray:
         """Return how much each history entry adds to one item's score (weight × cosine)."""
-        similarity = self.features_[np.asarray(history_idx, dtype=np.int64)] @ self.features_[int(item_idx)].T
-        return np.asarray(similarity.todense(), dtype=np.float32).ravel() * np.asarray(history_weights, dtype=np.float32)
+        return self.history_view(history_idx, history_weights).contributions(item_idx)
+
+    def item_similarities_to(self, item_idx: int, others: np.ndarray) -> np.ndarray:
+        """Return the cosine similarities of one item to the items at `others`."""
+        self.check_fitted()
+        return self.history_view(others, np.ones(len(others))).similarities(item_idx)
 
     # --- persistence ------------------------------------------------------------------
 
@@ -435,3 +432,52 @@ class ContentRecommender(Recommender):
         self.user_weights_ = sparse_from_arrays(arrays, "user_weights")
         self.feature_names_ = tuple(str(v) for v in arrays["feature_names"])
         self.feature_blocks_ = tuple(str(v) for v in arrays["feature_blocks"])
+
+
+class HistoryView:
+    """The feature rows of a person's history as one dense block (history × features).
+
+    Explaining a list asks the same history about ten items; slicing the sparse rows once and
+    reading each item's row by its index pointers keeps that to a few dense products.
+    """
+
+    def __init__(self, model: ContentRecommender, history_idx: np.ndarray, history_weights: np.ndarray) -> None:
+        self.model = model
+        self.weights = np.asarray(history_weights, dtype=np.float32)
+        self.block = model.features_[np.asarray(history_idx, dtype=np.int64)].toarray()
+
+    def similarities(self, item_idx: int) -> np.ndarray:
+        """Return the cosine similarity of one item to each history entry."""
+        columns, values = self.model.feature_row(item_idx)
+        return (self.block[:, columns] @ values).astype(np.float32)
+
+    def contributions(self, item_idx: int) -> np.ndarray:
+        """Return how much each history entry adds to one item's score (weight × cosine)."""
+        return self.similarities(item_idx) * self.weights
+
+    def shared_features(
+        self, item_idx: int, n: int = 3, rows: np.ndarray | None = None
+    ) -> list[tuple[str, list[str]]]:
+        """Return (block label, feature labels) of the features that contribute most to one
+        item's score, grouped by block, strongest block first. `rows` limits the history to
+        some of its entries (positions in the history)."""
+        columns, values = self.model.feature_row(item_idx)
+        block, weights = self.block, self.weights
+        if rows is not None:
+            block, weights = block[rows], weights[rows]
+        contributions = values * (weights @ block[:, columns])
+        positive = np.flatnonzero(contributions > 0)
+        if not positive.size:
+            return []
+        order = positive[np.argsort(-contributions[positive], kind="stable")][: 3 * n]
+        by_block: dict[str, tuple[float, list[str]]] = {}
+        for position in order:
+            feature = int(columns[position])
+            name = self.model.feature_blocks_[feature]
+            label = self.model.feature_names_[feature].split(":", 1)[1]
+            total, labels = by_block.get(name, (0.0, []))
+            if len(labels) < n:
+                labels.append(label)
+            by_block[name] = (total + float(contributions[position]), labels)
+        ranked = sorted(by_block.items(), key=lambda kv: -kv[1][0])
+        return [(BLOCK_LABELS.get(name, name), labels) for name, (_, labels) in ranked]

@@ -310,6 +310,8 @@ class HybridRecommender(Recommender):
         self.prior_ = FeaturePrior(self.prior_smoothing_).fit(interactions.user_items, features)
         self.user_codes_ = self.prior_.encode(features, interactions.n_users)
         self.user_lengths_ = positive_lengths(interactions.user_items)
+        trained = np.flatnonzero(interactions.user_items.getnnz(axis=0) > 0)
+        self.similarity_scale_ = self._similarity_scale(trained)
 
     def _tune_blend(
         self,
@@ -537,11 +539,48 @@ class HybridRecommender(Recommender):
         ]
         return self._blend(parts, positive_lengths(histories.user_items))
 
+    # Item similarity: content cosine + similarity_scale_ × the CF similarity, where the scale
+    # matches the spread of the two (an entry the CF model cannot score adds nothing). Each
+    # entry depends only on its pair, so explanations can read a few without full rows.
+
+    def combine_similarities(self, cf: np.ndarray, content: np.ndarray | None) -> np.ndarray:
+        """Return content + similarity_scale_ × cf for aligned similarity entries."""
+        if content is None:
+            return cf
+        scaled = np.where(np.isfinite(cf), cf, 0.0) * np.float32(self.similarity_scale_)
+        return (content + scaled).astype(np.float32)
+
     def _similar_items(self, item_idx: int) -> np.ndarray:
-        rows = [self.cf_.item_similarities(item_idx)[None, :]]
-        if self.content_ is not None:
-            rows.append(self.content_.item_similarities(item_idx)[None, :])
-        return np.mean([standardise(row) for row in rows], axis=0).ravel()
+        content = self.content_.item_similarities(item_idx) if self.content_ is not None else None
+        return self.combine_similarities(self.cf_.item_similarities(item_idx), content)
+
+    def item_similarities_to(self, item_idx: int, others: np.ndarray) -> np.ndarray:
+        """Return the similarities of one item to the items at `others` (see `_similar_items`)."""
+        self.check_fitted()
+        others = np.asarray(others, dtype=np.int64)
+        content = (
+            self.content_.item_similarities_to(item_idx, others) if self.content_ is not None else None
+        )
+        return self.combine_similarities(self.cf_.item_similarities_to(item_idx, others), content)
+
+    def _similarity_scale(self, trained: np.ndarray) -> float:
+        """Return std(content similarity) / std(CF similarity) over rows of up to 50 trained
+        items (a fixed sample), so neither term dominates the combined similarity."""
+        if self.content_ is None or trained.size == 0:
+            return 1.0
+        sample = np.random.default_rng(self.config.random_state).choice(
+            trained, size=min(50, trained.size), replace=False
+        )
+        cf_values, content_values = [], []
+        for item in sample:
+            cf_row = self.cf_.item_similarities(int(item))
+            finite = np.isfinite(cf_row)
+            finite[int(item)] = False
+            cf_values.append(cf_row[finite])
+            content_values.append(self.content_.item_similarities(int(item))[finite])
+        cf_spread = float(np.std(np.concatenate(cf_values)))
+        content_spread = float(np.std(np.concatenate(content_values)))
+        return content_spread / cf_spread if cf_spread > 0 and content_spread > 0 else 1.0
 
     # --- persistence ------------------------------------------------------------------
 
@@ -550,6 +589,7 @@ class HybridRecommender(Recommender):
             "blend": self.blend_,
             "user_codes": self.user_codes_,
             "user_lengths": self.user_lengths_,
+            "similarity_scale": np.asarray([self.similarity_scale_], dtype=np.float64),
         }
         for key, value in self.cf_._get_arrays().items():
             arrays[f"cf__{key}"] = value
@@ -578,6 +618,7 @@ class HybridRecommender(Recommender):
         self.blend_ = arrays["blend"]
         self.user_codes_ = arrays["user_codes"]
         self.user_lengths_ = arrays["user_lengths"]
+        self.similarity_scale_ = float(arrays["similarity_scale"][0])
 
         self.cf_ = self._make_cf()
         self._attach(self.cf_, _prefixed(arrays, "cf__"), meta.get("cf", {}))
