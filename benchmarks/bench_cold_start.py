@@ -356,7 +356,9 @@ def measure_demographics() -> dict[str, Any]:
     ]
     fitted = {}
     for name, params in specs:
-        label = name if name != "hybrid" else ("hybrid+demographics" if params["use_user_features"] else "hybrid")
+        label = name
+        if name == "hybrid" and params["use_user_features"]:
+            label = "hybrid+demographics"
         fitted[label] = create_model(name, **params).fit(with_interactions(dataset, split.train))
     features = dataset.user_features.reindex(split.fold_in.users.ids)
 

@@ -166,7 +166,8 @@ def test_service_collapses_franchises(dataset: Dataset) -> None:
     # "Space One" and "Space One 2nd Season" are one franchise by title.
     assert {1, 7} <= {r["anime_id"] for r in full}
     collapsed_ids = [r["anime_id"] for r in collapsed]
-    assert 1 in collapsed_ids and 7 not in collapsed_ids
+    assert 1 in collapsed_ids
+    assert 7 not in collapsed_ids
 
 
 def test_service_franchise_file(dataset: Dataset, tmp_path: Path) -> None:

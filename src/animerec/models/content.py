@@ -3,7 +3,7 @@
 Each anime becomes a sparse feature vector built from its catalogue row: whole genre labels,
 type, an episode-count band, studios, source material, a premiere-year band, the age rating
 and, when the catalogue has synopses, TF-IDF word weights. Categorical features are weighted
-by inverse document frequency (a rare genre tells more than "Comedy"), each block of features
+by inverse document frequency (a rare genre carries more information than "Comedy"), each block of features
 is L2-normalised and scaled by its configured weight, and the whole row is L2-normalised, so
 the dot product of two rows is a weighted cosine similarity.
 
@@ -437,8 +437,8 @@ class ContentRecommender(Recommender):
 class HistoryView:
     """The feature rows of a person's history as one dense block (history × features).
 
-    Explaining a list asks the same history about ten items; slicing the sparse rows once and
-    reading each item's row by its index pointers keeps that to a few dense products.
+    Explaining a list compares the same history with ten items. Slicing the sparse rows once
+    and reading each item's row by its index pointers keeps that to a few dense products.
     """
 
     def __init__(self, model: ContentRecommender, history_idx: np.ndarray, history_weights: np.ndarray) -> None:

@@ -234,8 +234,8 @@ class FeaturePrior:
 def describe_columns(features: pd.DataFrame) -> list[dict[str, Any]]:
     """Choose the usable user-feature columns and their value labels.
 
-    A numeric column is cut into quantile bands; a text column keeps values seen for at
-    least MIN_VALUE_USERS users and is dropped when more than MAX_FEATURE_VALUES remain.
+    A numeric column is cut into quantile bands. A text column keeps the values seen for at
+    least MIN_VALUE_USERS users, and it is dropped when more than MAX_FEATURE_VALUES remain.
     """
     columns = []
     for name in features.columns:
