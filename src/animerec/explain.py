@@ -37,6 +37,9 @@ SECOND_TITLE_SHARE = 0.5
 # Feature labels named per "shares ..." reason.
 MAX_LABELS = 3
 
+# Blocks that most anime share with many others.
+_BROAD_BLOCKS = frozenset({"type", "length", "era", "age rating"})
+
 # The phrase that introduces each feature block in a reason.
 _BLOCK_PHRASES = {
     "genres": "shares genres",
@@ -111,6 +114,8 @@ def explain(
             # Features shared with the named titles, else with the whole liked history.
             rows = np.asarray(titles) if titles else None
             shared = view.shared_features(rec.item_idx, n=MAX_LABELS, rows=rows)
+            # Broad blocks (type, length, era) say little, so they come after the others.
+            shared.sort(key=lambda entry: entry[0] in _BROAD_BLOCKS)
             for label, values in shared:
                 phrase = _BLOCK_PHRASES.get(label, f"shares {label}")
                 found.append(f"{phrase}: {', '.join(values)}")
