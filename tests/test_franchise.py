@@ -134,6 +134,27 @@ def test_start_order_by_id_without_dates(catalog_2016: Catalog) -> None:
     assert franchises.start_order[members[0]] == 0
 
 
+def test_start_order_puts_main_entries_first(catalog_2016: Catalog) -> None:
+    franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
+
+    members = franchises.members(franchises.group_of(11757))
+    ordered = [int(franchises.items.ids[m]) for m in members]
+
+    # Sword Art Online (TV) and II (TV) precede the Sword Art Offline special (16099),
+    # though the special has the smaller MAL id than II (21881).
+    assert ordered[:2] == [11757, 21881]
+    assert ordered.index(21881) < ordered.index(16099)
+
+
+def test_start_order_side_entry_after_tv() -> None:
+    catalog = small_catalog([(10, "Saga"), (20, "Saga: Recap"), (30, "Saga: Part Two")])
+    catalog.frame.loc[catalog.frame["anime_id"] == 20, "type"] = "Special"
+
+    franchises = franchises_from_titles(catalog, catalog.items)
+
+    assert franchises.start_order.tolist() == [0, 2, 1]
+
+
 def test_start_order_prefers_dates() -> None:
     catalog = small_catalog(
         [(10, "Saga: Part Two"), (20, "Saga"), (30, "Saga OVA")],

@@ -220,11 +220,18 @@ def load_franchises(catalog: Catalog, items: IdMap, path: str | Path | None = No
     return franchises_from_titles(catalog, items)
 
 
+# Side entries (recaps, specials, music videos, most OVAs) are rarely where a person starts
+# or continues a franchise, so they come after every main entry (TV, Movie, ONA, or unknown).
+SIDE_ENTRY_TYPES = frozenset({"OVA", "Special", "Music"})
+
+
 def _start_order(franchise_of: np.ndarray, catalog: Catalog, items: IdMap) -> np.ndarray:
-    """Order each group's members: by start date when every member has one, else by MAL id
-    (MyAnimeList numbers entries roughly in the order they were added)."""
+    """Order each group's members: main entries before side entries, then by start date when
+    every member has one, else by MAL id (MyAnimeList numbers entries roughly in the order
+    they were added)."""
     aligned = catalog.aligned(items)
     dates = _start_dates(aligned)
+    tiers = [1 if t in SIDE_ENTRY_TYPES else 0 for t in aligned["type"]]
     start_order = np.zeros(len(items), dtype=np.int32)
     grouped = np.flatnonzero(franchise_of >= 0)
     if grouped.size == 0:
@@ -235,9 +242,9 @@ def _start_order(franchise_of: np.ndarray, catalog: Catalog, items: IdMap) -> np
     for members in np.split(by_group, boundaries):
         member_dates = [dates[m] for m in members]
         if all(d is not None for d in member_dates):
-            ordered = sorted(members, key=lambda m: (dates[m], ids[m]))
+            ordered = sorted(members, key=lambda m: (tiers[m], dates[m], ids[m]))
         else:
-            ordered = sorted(members, key=lambda m: ids[m])
+            ordered = sorted(members, key=lambda m: (tiers[m], ids[m]))
         for rank, member in enumerate(ordered):
             start_order[member] = rank
     return start_order
