@@ -293,6 +293,23 @@ def test_evaluate_forwards_protocol_and_report(cli, tmp_path: Path) -> None:
     assert (report_dir / "report.html").is_file()
 
 
+def test_evaluate_short_history_options(cli) -> None:
+    result = json_output(
+        cli(
+            "evaluate", "--models", "popular", "--test-users", "100", "--min-history", "3",
+            "--fold-in-max", "2", "--bootstrap", "10", "--json",
+        )
+    )
+
+    settings = result["protocol"]["settings"]
+    assert settings["min_history"] == 3
+    assert settings["fold_in_max"] == 2
+    buckets = result["models"]["popular"]["by_history_length"]
+    # Every fold-in has 1 or 2 titles, so only the two shortest buckets are filled.
+    assert buckets["1"]["n_users"] + buckets["2-5"]["n_users"] == 100
+    assert buckets["6-20"]["n_users"] == buckets["21+"]["n_users"] == 0
+
+
 # --- global options and start-up -------------------------------------------------------------
 
 

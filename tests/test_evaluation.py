@@ -135,6 +135,53 @@ def test_strong_split_same_seed_same_split(dataset):
     assert _id_pairs(first.target) != _id_pairs(other.target)
 
 
+def test_strong_split_default_admits_two_item_histories():
+    # Users with 1, 2, 3 and 5 items: the default lets in every user with 2 or more.
+    lengths = [1, 2, 3, 5]
+    user_ids = np.repeat(np.arange(len(lengths)) + 10, lengths)
+    item_ids = np.concatenate([np.arange(n) + 100 for n in lengths])
+    interactions = Interactions.from_arrays(
+        user_ids, item_ids, np.full(user_ids.size, np.nan), items=IdMap(np.arange(100, 105))
+    )
+    split = splits.strong_generalization_split(interactions, test_users=3, random_state=0)
+    assert sorted(split.user_ids.tolist()) == [11, 12, 13]
+    assert split.settings["min_history"] == 2
+    # round-half-up(0.8 × n) clipped to 1..n-1: 2 -> 1, 3 -> 2, 5 -> 4.
+    fold_lengths = dict(zip(split.user_ids.tolist(), np.diff(split.fold_in.user_items.indptr).tolist()))
+    assert fold_lengths == {11: 1, 12: 2, 13: 4}
+
+
+@pytest.mark.parametrize("fold_in_max", [1, 2, 5])
+def test_strong_split_fold_in_max_moves_the_rest_to_the_target(dataset, fold_in_max):
+    plain = splits.strong_generalization_split(dataset.interactions, test_users=0.25, random_state=3)
+    capped = splits.strong_generalization_split(
+        dataset.interactions, test_users=0.25, fold_in_max=fold_in_max, random_state=3
+    )
+    # The same users are tested, each with the same items in total.
+    assert np.array_equal(plain.user_ids, capped.user_ids)
+    assert _id_pairs(capped.fold_in) | _id_pairs(capped.target) == (
+        _id_pairs(plain.fold_in) | _id_pairs(plain.target)
+    )
+    assert not _id_pairs(capped.fold_in) & _id_pairs(capped.target)
+    plain_lengths = np.diff(plain.fold_in.user_items.indptr)
+    capped_lengths = np.diff(capped.fold_in.user_items.indptr)
+    np.testing.assert_array_equal(capped_lengths, np.minimum(plain_lengths, fold_in_max))
+    assert np.all(np.diff(capped.target.user_items.indptr) >= 1)
+    assert capped.settings["fold_in_max"] == fold_in_max
+
+
+def test_runner_fold_in_max_fills_the_short_buckets(dataset):
+    result = runner.evaluate(dataset, [("popular", {})], fold_in_max=1, seed=2, n_bootstrap=20)
+    buckets = result["models"]["popular"]["by_history_length"]
+    assert buckets["1"]["n_users"] == result["protocol"]["n_test_users"]
+    assert result["protocol"]["settings"]["fold_in_max"] == 1
+    assert result["settings"]["fold_in_max"] == 1
+    low, high = buckets["1"]["ci"]["ndcg@10"]
+    assert low <= buckets["1"]["ndcg@10"] <= high
+    with pytest.raises(ConfigError, match="fold_in_max"):
+        runner.evaluate(dataset, [("popular", {})], protocol="user-holdout", fold_in_max=2)
+
+
 def test_strong_split_count_and_eligibility(dataset):
     split = splits.strong_generalization_split(
         dataset.interactions, test_users=7, min_history=10, random_state=0
@@ -153,6 +200,7 @@ def test_strong_split_count_and_eligibility(dataset):
         {"fold_in_fraction": 1.0},
         {"min_history": 1},
         {"min_history": 1000},
+        {"fold_in_max": 0},
     ],
 )
 def test_strong_split_bad_settings_raise(dataset, bad_settings):
@@ -228,7 +276,10 @@ def test_runner_on_tiny_dataset(dataset):
     assert protocol["name"] == "strong-generalization"
     assert protocol["seed"] == 5
     assert protocol["n_test_users"] == round(0.25 * protocol["settings"]["n_eligible_users"])
-    assert protocol["settings"]["min_history"] == 5
+    # Strong generalization tests everyone with a fold-in and a target by default.
+    assert protocol["settings"]["min_history"] == 2
+    assert protocol["settings"]["fold_in_max"] is None
+    assert result["settings"]["min_history"] == 2
     assert protocol["ranking"]["include_adult"] is False
     assert set(popular["timing"]) >= {"fit_seconds", "rank_seconds"}
     assert popular["ci"]["ndcg@10"][0] <= popular["ndcg@10"] <= popular["ci"]["ndcg@10"][1]
@@ -239,9 +290,7 @@ def test_runner_on_tiny_dataset(dataset):
 def test_runner_matches_hand_computed_popular(dataset):
     # Popularity recommends the same list to everyone: check recall@20 by hand.
     result = runner.evaluate(dataset, [("popular", {})], seed=8, n_bootstrap=10)
-    split = splits.strong_generalization_split(
-        dataset.interactions, test_users=0.2, min_history=5, random_state=8
-    )
+    split = splits.strong_generalization_split(dataset.interactions, test_users=0.2, random_state=8)
     counts = split.train.user_items.getnnz(axis=0)
     adult = dataset.catalog.adult_mask(dataset.interactions.items)
     order = sorted(
@@ -594,6 +643,26 @@ def test_history_buckets_hand_values():
     assert buckets["2-5"]["ndcg@10"] == 0.5
     assert buckets["2-5"]["coverage@2"] == pytest.approx(3 / 4)
     assert buckets["21+"]["user_coverage@2"] == 0.0
+    assert "ci" not in buckets["1"]
+
+
+def test_history_bucket_intervals():
+    per_user = {"ndcg@10": np.array([1.0, 0.0, 0.5, 0.5])}
+    recommended = np.zeros((4, 1), dtype=np.int64)
+    context = runner.RankingContext(
+        k=1, recall_k=1, candidates=np.ones(1, dtype=bool), item_counts=np.ones(1, dtype=np.int64),
+        n_train_users=1, item_genres=sp.csr_matrix((1, 1), dtype=np.float32),
+    )
+    buckets = runner.by_history_length(
+        per_user, recommended, sp.csr_matrix(np.ones((4, 1))), np.array([1, 3, 3, 3]), context,
+        np.random.default_rng(0), 200,
+    )
+    # One user: every resample is that user, so the interval is a point.
+    assert buckets["1"]["ci"]["ndcg@10"] == [1.0, 1.0]
+    low, high = buckets["2-5"]["ci"]["ndcg@10"]
+    assert buckets["2-5"]["ndcg@10"] == pytest.approx(1 / 3)
+    assert 0.0 <= low < 1 / 3 < high <= 0.5
+    assert "ci" not in buckets["6-20"]
 
 
 def test_empty_history_bucket_appears():

@@ -752,7 +752,18 @@ def evaluate(
         typer.Option("--test-fraction", help="Share held out per user (user-holdout, temporal) or of all ratings."),
     ] = None,
     min_history: Annotated[
-        Optional[int], typer.Option("--min-history", min=1, help="Users with fewer interactions are not tested.")
+        Optional[int],
+        typer.Option(
+            "--min-history", min=2,
+            help="Users with fewer interactions are not tested (default: 2 for strong-generalization, else 5).",
+        ),
+    ] = None,
+    fold_in_max: Annotated[
+        Optional[int],
+        typer.Option(
+            "--fold-in-max", min=1,
+            help="Strong-generalization: fold in at most this many titles per test user, the rest is the target (\"given N\").",
+        ),
     ] = None,
     leave_k: Annotated[Optional[int], typer.Option("--leave-k", min=1, help="Targets per user in leave-k-out.")] = None,
     n_folds: Annotated[Optional[int], typer.Option("--n-folds", min=2, help="Folds of rating-kfold.")] = None,
@@ -794,6 +805,7 @@ def evaluate(
         "fold_in_fraction": fold_in_fraction,
         "test_fraction": test_fraction,
         "min_history": min_history,
+        "fold_in_max": fold_in_max,
         "leave_k": leave_k,
         "n_folds": n_folds,
         "n_bootstrap": n_bootstrap,

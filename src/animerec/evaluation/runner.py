@@ -28,6 +28,7 @@ from animerec.errors import ConfigError
 from animerec.evaluation import metrics as m
 from animerec.evaluation.splits import (
     DEFAULT_MIN_HISTORY,
+    STRONG_MIN_HISTORY,
     RankingSplit,
     RatingFold,
     leave_k_out_split,
@@ -111,7 +112,8 @@ def evaluate(
     seed: int = 42,
     test_users: float | int | None = None,
     fold_in_fraction: float = 0.8,
-    min_history: int = DEFAULT_MIN_HISTORY,
+    min_history: int | None = None,
+    fold_in_max: int | None = None,
     test_fraction: float = 0.2,
     leave_k: int = 1,
     n_folds: int = 5,
@@ -134,12 +136,13 @@ def evaluate(
     `random_state` field and no value for it gets `seed`. Settings by protocol:
 
     - strong-generalization: `test_users` (fraction of eligible users or a count; default
-      0.2), `fold_in_fraction`, `min_history`. With `split_dir`, the split is read from
+      0.2), `fold_in_fraction`, `min_history` (default 2: everyone with a fold-in and a
+      target) and `fold_in_max` (None; a count caps each fold-in, "given N"). With `split_dir`, the split is read from
       fold_in.csv and target.csv there when they exist (`split_overlap` decides what
       happens to split users that are also in the dataset), else it is drawn and saved
       there so later runs reuse it.
     - user-holdout and temporal: `test_fraction` of each user's history is the target;
-      `test_users` (default: all eligible) and `min_history`.
+      `test_users` (default: all eligible) and `min_history` (default 5).
     - leave-k-out: `leave_k` items per user are the target.
     - rating-holdout: `test_fraction` of all ratings; rating-kfold: `n_folds`;
       rating-predefined: the folds in `dataset.metadata[fold_set]` (MovieLens 100K: "folds"
@@ -165,6 +168,13 @@ def evaluate(
     for name, _ in model_specs:
         get_model_class(name)  # an unknown name fails before any work
 
+    if min_history is None:
+        min_history = STRONG_MIN_HISTORY if protocol == "strong-generalization" else DEFAULT_MIN_HISTORY
+    if fold_in_max is not None and protocol != "strong-generalization":
+        raise ConfigError(
+            f"fold_in_max applies to strong-generalization only, not to protocol {protocol!r}"
+        )
+
     started = time.perf_counter()
     if protocol in RATING_PROTOCOLS:
         result = _evaluate_ratings(
@@ -174,7 +184,7 @@ def evaluate(
     else:
         result = _evaluate_ranking(
             dataset, model_specs, names, protocol, seed=seed, test_users=test_users,
-            fold_in_fraction=fold_in_fraction, min_history=min_history,
+            fold_in_fraction=fold_in_fraction, min_history=min_history, fold_in_max=fold_in_max,
             test_fraction=test_fraction, leave_k=leave_k, split_dir=split_dir,
             split_overlap=split_overlap, k=int(k), recall_k=int(recall_k),
             include_adult=include_adult, batch_size=batch_size, n_bootstrap=n_bootstrap,
@@ -195,7 +205,8 @@ def evaluate(
     ]
     call_settings = {
         "seed": seed, "test_users": test_users, "fold_in_fraction": fold_in_fraction,
-        "min_history": min_history, "test_fraction": test_fraction, "leave_k": leave_k,
+        "min_history": min_history, "fold_in_max": fold_in_max,
+        "test_fraction": test_fraction, "leave_k": leave_k,
         "n_folds": n_folds, "fold_set": fold_set, "split_dir": None if split_dir is None else str(split_dir),
         "split_overlap": split_overlap, "k": k, "recall_k": recall_k,
         "include_adult": include_adult, "n_bootstrap": n_bootstrap, "confidence": confidence,
@@ -272,6 +283,7 @@ def make_ranking_split(
     leave_k: int,
     split_dir: str | Path | None,
     split_overlap: Literal["raise", "drop"] = "drop",
+    fold_in_max: int | None = None,
 ) -> RankingSplit:
     """Build the split of a top-n protocol (see `evaluate` for the settings)."""
     interactions = dataset.interactions
@@ -283,6 +295,7 @@ def make_ranking_split(
             test_users=0.2 if test_users is None else test_users,
             fold_in_fraction=fold_in_fraction,
             min_history=min_history,
+            fold_in_max=fold_in_max,
             random_state=seed,
         )
         if split_dir is not None:
@@ -316,6 +329,7 @@ def _evaluate_ranking(
     test_users: float | int | None,
     fold_in_fraction: float,
     min_history: int,
+    fold_in_max: int | None,
     test_fraction: float,
     leave_k: int,
     split_dir: str | Path | None,
@@ -332,7 +346,7 @@ def _evaluate_ranking(
     split = make_ranking_split(
         dataset, protocol, seed=seed, test_users=test_users, fold_in_fraction=fold_in_fraction,
         min_history=min_history, test_fraction=test_fraction, leave_k=leave_k,
-        split_dir=split_dir, split_overlap=split_overlap,
+        split_dir=split_dir, split_overlap=split_overlap, fold_in_max=fold_in_max,
     )
     train_dataset = _with_interactions(dataset, split.train)
     list_length = max(k, recall_k)
@@ -374,7 +388,9 @@ def _evaluate_ranking(
         intervals = bootstrap_intervals(
             per_user, recommended, context, rng, n_bootstrap, confidence
         )
-        buckets = by_history_length(per_user, recommended, target, history_lengths, context)
+        buckets = by_history_length(
+            per_user, recommended, target, history_lengths, context, rng, n_bootstrap, confidence
+        )
         profile = popularity_profile(recommended[:, :k], popularity_group)
         metrics_seconds = time.perf_counter() - metrics_started
 
@@ -605,10 +621,16 @@ def by_history_length(
     target: sp.csr_matrix,
     history_lengths: np.ndarray,
     context: RankingContext,
+    rng: np.random.Generator | None = None,
+    n_resamples: int = 0,
+    confidence: float = 0.95,
 ) -> dict[str, dict[str, Any]]:
     """Return the metrics of each fold-in length bucket (empty buckets: n_users 0 only).
 
     The "0" bucket appears only when some evaluated user has an empty fold-in history.
+    With `rng` and `n_resamples`, each non-empty bucket also gets `ci`: percentile
+    bootstrap intervals over its users for the per-user metrics (a bucket of few users gets
+    a wide interval, which is the point).
     """
     buckets: dict[str, dict[str, Any]] = {}
     for label, low, high in HISTORY_BUCKETS:
@@ -622,6 +644,11 @@ def by_history_length(
         if rows.size:
             subset = {name: array[rows] for name, array in per_user.items()}
             entry.update(summarize(subset, _aggregate_metrics(recommended[rows], context)))
+            if rng is not None and n_resamples > 0:
+                entry["ci"] = {
+                    name: list(m.bootstrap_mean_ci(subset[name], rng, n_resamples, confidence))
+                    for name in sorted(subset)
+                }
         buckets[label] = entry
     return buckets
 

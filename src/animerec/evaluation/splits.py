@@ -28,6 +28,9 @@ from animerec.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MIN_HISTORY = 5
+# Strong generalization evaluates every user who can have a fold-in and a target, so the
+# short-history buckets hold the people they describe instead of none of them.
+STRONG_MIN_HISTORY = 2
 
 
 @dataclass(frozen=True)
@@ -200,17 +203,25 @@ def strong_generalization_split(
     *,
     test_users: float | int = 0.2,
     fold_in_fraction: float = 0.8,
-    min_history: int = DEFAULT_MIN_HISTORY,
+    min_history: int = STRONG_MIN_HISTORY,
+    fold_in_max: int | None = None,
     random_state: int | np.random.Generator | None = None,
 ) -> RankingSplit:
     """Hold out whole users: they leave training, and part of each one's history is folded in.
 
-    Users with at least `min_history` watched items are eligible. `test_users` of them (a
-    fraction of the eligible users, or a count) are drawn without replacement. For each,
-    round-half-up(`fold_in_fraction` × history length) items, clipped so both sides get at
-    least one, are drawn at random as the fold-in. The rest is the target.
+    Users with at least `min_history` watched items (default 2, the fewest that allow a
+    fold-in and a target) are eligible. `test_users` of them (a fraction of the eligible
+    users, or a count) are drawn without replacement. For each, round-half-up
+    (`fold_in_fraction` × history length) items, clipped so both sides get at least one, are
+    drawn at random as the fold-in. The rest is the target.
+
+    `fold_in_max` (the "given N" protocol) caps the fold-in at that many random items; the
+    items above the cap join the target. It simulates people who have told the system only
+    a few titles, with the same test users as without the cap.
     """
     fold_in_fraction = _check_fraction("fold_in_fraction", fold_in_fraction)
+    if fold_in_max is not None and (isinstance(fold_in_max, bool) or int(fold_in_max) < 1):
+        raise ConfigError(f"fold_in_max must be a count of at least 1 (or None), got {fold_in_max!r}")
     rng = resolve_rng(random_state)
     eligible = _eligible_users(interactions, min_history)
     n_test = _count_users(test_users, eligible.size)
@@ -235,7 +246,10 @@ def strong_generalization_split(
     lengths = np.diff(indptr)
     ranks = _rank_within_rows(indptr, rng.random(held_out.nnz))
     rows = _entry_rows(held_out.user_items)
-    in_fold = ranks < _n_kept(lengths, fold_in_fraction)[rows]
+    fold_in_counts = _n_kept(lengths, fold_in_fraction)
+    if fold_in_max is not None:
+        fold_in_counts = np.minimum(fold_in_counts, int(fold_in_max))
+    in_fold = ranks < fold_in_counts[rows]
     fold_in, target = split_entries(held_out, ~in_fold)
     # split_entries returns (kept, taken); the fold-in is what is kept.
 
@@ -243,6 +257,7 @@ def strong_generalization_split(
         "test_users": test_users,
         "fold_in_fraction": fold_in_fraction,
         "min_history": int(min_history),
+        "fold_in_max": None if fold_in_max is None else int(fold_in_max),
         "n_eligible_users": int(eligible.size),
         "n_train_users": int(train_idx.size),
         "n_test_users": int(n_test),
