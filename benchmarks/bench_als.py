@@ -80,7 +80,7 @@ WORKERS = {"compare": compare_worker}
 
 
 def main() -> None:
-    args = _common.parse_args(__doc__.splitlines()[0], default_repeats=3)
+    args = _common.parse_args(__doc__.splitlines()[0], default_repeats=5)
     if _common.run_worker_main(args, WORKERS):
         return
     load_before = os.getloadavg()
