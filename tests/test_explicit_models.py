@@ -9,7 +9,12 @@ import scipy.sparse as sp
 
 from animerec.data import IdMap, Interactions, histories_to_interactions
 from animerec.errors import ConfigError, DataError
-from animerec.models.explicit import RatingTriples, fit_baseline_biases, solve_ridge_rows
+from animerec.models.explicit import (
+    RatingTriples,
+    fit_baseline_biases,
+    residual_item_factors,
+    solve_ridge_rows,
+)
 from animerec.models.knnbaseline import pearson_baseline_neighbors
 from animerec.models.registry import create_model
 
@@ -165,6 +170,7 @@ def test_predict_ratings_checks_pairs(name):
     [
         ("biasedmf", {"n_factors": 0}),
         ("biasedmf", {"regularization": -1.0}),
+        ("biasedmf", {"init": "zeros"}),
         ("svdpp", {"implicit_regularization": 0.0}),
         ("itemknn-baseline", {"n_neighbors": 0}),
         ("baseline", {"epochs": 0}),
@@ -217,6 +223,85 @@ def test_ridge_solver_conjugate_gradient_converges():
 
     # Conjugate gradients solve a d-dimensional system exactly in d steps (up to rounding).
     np.testing.assert_allclose(approximate, exact, rtol=1e-3, atol=1e-3)
+
+
+# --- the SVD start of biasedmf against NumPy's dense SVD ---------------------------------
+
+
+def residual_triples(matrix: np.ndarray) -> tuple[RatingTriples, np.ndarray]:
+    """Triples of every entry of a small dense matrix (shifted by 5 so none is stored as zero)
+    and the residuals, the matrix's own values in user-major order."""
+    triples = RatingTriples.from_matrix(sp.csr_matrix(matrix + 5.0))
+    return triples, triples.values - 5.0
+
+
+def test_residual_item_factors_match_svd():
+    rng = np.random.default_rng(9)
+    # An exactly rank-3 matrix: the randomized SVD recovers it, so V·√S·(V·√S)ᵀ = V S Vᵀ,
+    # which does not depend on the signs of the singular vectors.
+    matrix = rng.normal(size=(25, 3)) @ rng.normal(size=(3, 15))
+    triples, residuals = residual_triples(matrix)
+
+    factors = residual_item_factors(triples, residuals, 3, np.random.default_rng(1), fill_scale=0.1)
+
+    _, singular, right = np.linalg.svd(matrix, full_matrices=False)
+    expected = right[:3].T @ np.diag(singular[:3]) @ right[:3]
+    np.testing.assert_allclose(factors @ factors.T, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_residual_item_factors_beyond_rank():
+    rng = np.random.default_rng(10)
+    matrix = rng.normal(size=(20, 2)) @ rng.normal(size=(2, 12))
+    triples, residuals = residual_triples(matrix)
+
+    factors = residual_item_factors(triples, residuals, 5, np.random.default_rng(2), fill_scale=0.1)
+
+    _, singular, right = np.linalg.svd(matrix, full_matrices=False)
+    np.testing.assert_allclose(
+        factors[:, :2] @ factors[:, :2].T, right[:2].T @ np.diag(singular[:2]) @ right[:2], atol=1e-8
+    )
+    # The rank is 2, so the other three columns are the small random fill, not zeros.
+    filled = factors[:, 2:]
+    assert np.all(filled != 0.0)
+    assert 0.03 < filled.std() < 0.3
+
+
+def test_residual_item_factors_zero_residuals():
+    triples, residuals = residual_triples(np.zeros((6, 4)))
+
+    factors = residual_item_factors(triples, residuals, 3, np.random.default_rng(3), fill_scale=0.1)
+
+    assert factors.shape == (4, 3)
+    assert np.all(factors != 0.0)
+    assert np.abs(factors).max() < 1.0
+
+
+@pytest.mark.parametrize("init", ["svd", "random"])
+def test_biasedmf_conjugate_gradient_equals_exact(init):
+    # With as many conjugate-gradient steps as dimensions (4 factors + the bias), every
+    # solve is exact up to rounding, so the fast path reproduces plain ALS (cg_steps=0).
+    data = random_interactions(seed=11)
+    settings = {"n_factors": 4, "epochs": 3, "init": init}
+    exact = create_model("biasedmf", cg_steps=0, **settings).fit(data)
+    iterative = create_model("biasedmf", cg_steps=5, **settings).fit(data)
+    users = np.repeat(np.arange(data.n_users), data.n_items)
+    items = np.tile(np.arange(data.n_items), data.n_users)
+
+    np.testing.assert_allclose(
+        iterative._predict_pairs(users, items), exact._predict_pairs(users, items), atol=1e-4
+    )
+
+
+def test_biasedmf_svd_start_beats_random():
+    data = random_interactions(seed=12, n_users=80, n_items=50, density=0.5)
+    rows, cols = data.ratings.nonzero()
+    observed = np.asarray(data.ratings[rows, cols]).ravel()
+
+    def train_rmse(init: str) -> float:
+        model = create_model("biasedmf", n_factors=2, epochs=1, regularization=0.01, init=init).fit(data)
+        return float(np.sqrt(np.mean((model._predict_pairs(rows, cols) - observed) ** 2)))
+
+    assert train_rmse("svd") < train_rmse("random")
 
 
 # --- item kNN with baselines against a direct implementation ---------------------------

@@ -114,6 +114,61 @@ def fit_baseline_biases(
     return mu, user_bias, item_bias
 
 
+def residual_item_factors(
+    triples: RatingTriples,
+    residuals: np.ndarray,
+    n_factors: int,
+    generator: np.random.Generator,
+    fill_scale: float,
+    power_iterations: int = 1,
+) -> np.ndarray:
+    """Return item factors V·√S from a rank-n_factors SVD R ≈ U S Vᵀ of the users × items
+    matrix R of `residuals` (one per rating of `triples`, in user-major order).
+
+    The SVD is the randomized one of Halko, Martinsson and Tropp (2011), "Finding structure
+    with randomness", algorithms 4.4 and 5.1. It samples the range of R with a Gaussian test
+    matrix, sharpens it with `power_iterations` re-orthonormalized products by R Rᵀ, and
+    takes the SVD of the small projection. Missing ratings count as zero residuals. Columns
+    beyond the numerical rank of R (a tiny or constant data set) get normal(0, fill_scale)
+    values instead, so ALS never starts from all-zero factors.
+    """
+    n_items = triples.shape[1]
+    factors = generator.normal(0.0, fill_scale, size=(n_items, n_factors))
+    by_user = triples.user_major(residuals)
+    by_item = triples.item_major(residuals)
+    basis = _orthonormal_basis(by_user @ generator.normal(size=(n_items, n_factors)))
+    for _ in range(int(power_iterations)):
+        basis = _orthonormal_basis(by_user @ (by_item @ basis))
+    # With Q the basis, Rᵀ Q = V S Wᵀ (up to the part of R outside the range of Q), and the
+    # eigenvectors W and eigenvalues S² of (Rᵀ Q)ᵀ (Rᵀ Q) give V·√S = Rᵀ Q W S^(-1/2).
+    projected = by_item @ basis
+    eigenvalues, eigenvectors = np.linalg.eigh(projected.T @ projected)
+    order = np.flatnonzero(_numerical_rank_mask(eigenvalues))[::-1]
+    scaled = projected @ (eigenvectors[:, order] / eigenvalues[order] ** 0.25)
+    factors[:, : order.size] = scaled
+    return factors
+
+
+def _numerical_rank_mask(eigenvalues: np.ndarray) -> np.ndarray:
+    """Mark the eigenvalues of a Gram matrix that are not rounding noise: above 1e-10 times
+    the largest, i.e. singular values above 1e-5 times the largest."""
+    largest = float(eigenvalues.max(initial=0.0))
+    return eigenvalues > max(largest * 1e-10, np.finfo(np.float64).tiny)
+
+
+def _orthonormal_basis(matrix: np.ndarray) -> np.ndarray:
+    """Return orthonormal columns spanning the numerical range of an n × k `matrix`.
+
+    The basis comes from the eigendecomposition of the k × k Gram matrix (one n·k² product),
+    because NumPy's Householder QR took 5 to 20 times longer for 5,000-7,000 × 50 matrices
+    on one thread. The Gram matrix squares the condition number, which only matters for
+    directions near the rank cut, and those are dropped.
+    """
+    eigenvalues, eigenvectors = np.linalg.eigh(matrix.T @ matrix)
+    significant = _numerical_rank_mask(eigenvalues)
+    return matrix @ (eigenvectors[:, significant] / np.sqrt(eigenvalues[significant]))
+
+
 def fold_in_user_biases(
     ratings: sp.csr_matrix, mu: float, item_bias: np.ndarray, user_regularization: float
 ) -> np.ndarray:
