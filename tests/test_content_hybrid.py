@@ -18,6 +18,8 @@ from animerec.models.base import load_model
 from animerec.models.content import ContentConfig, ContentRecommender, build_item_features, profile_weights
 from animerec.models.hybrid import (
     BUCKET_BOUNDS,
+    NATURAL_MAX_TITLES,
+    SHORT_BUCKET,
     HybridRecommender,
     history_bucket,
     standardise,
@@ -264,6 +266,33 @@ def test_standardise_fills_unscorable() -> None:
 
     np.testing.assert_allclose(z[0], [-1.0, 1.0, -1.0])
     np.testing.assert_allclose(z[1], [0.0, 0.0, 0.0])
+
+
+def test_tuning_samples_cover_short_buckets_twice() -> None:
+    # Users 0..39 have 2..41 titles; all of them are held out.
+    lengths = np.arange(2, 42)
+    validation = np.arange(lengths.size)
+    samples = HybridRecommender()._tuning_samples(validation, lengths, np.random.default_rng(0))
+
+    low_by_bucket = {1: 1, 2: 2, 3: 3, 4: 4}
+    high_by_bucket = {1: 1, 2: 2, 3: 3, 4: 5}
+    for bucket in range(1, SHORT_BUCKET + 1):
+        (cut_users, cut_sizes), (natural_users, natural_sizes) = samples[bucket]
+        # Every user who can keep a target after folding in `low` titles is cut to the bucket.
+        assert cut_users.tolist() == validation[lengths - 1 >= low_by_bucket[bucket]].tolist()
+        assert (cut_sizes >= low_by_bucket[bucket]).all() and (cut_sizes <= high_by_bucket[bucket]).all()
+        assert (cut_sizes < lengths[cut_users]).all()
+        # Natural samples: whole histories of at most NATURAL_MAX_TITLES, sizes in the bucket.
+        assert (lengths[natural_users] <= NATURAL_MAX_TITLES).all()
+        assert (history_bucket(natural_sizes) == bucket).all()
+        assert (natural_sizes < lengths[natural_users]).all()
+    # Longer buckets: each user with more than 5 foldable titles appears exactly once.
+    long_users = np.concatenate([samples[b][0][0] for b in samples if b > SHORT_BUCKET])
+    assert sorted(long_users.tolist()) == validation[lengths - 1 >= 6].tolist()
+    for bucket in (b for b in samples if b > SHORT_BUCKET):
+        users, sizes = samples[bucket][0]
+        assert (history_bucket(sizes) == bucket).all()
+        assert (sizes < lengths[users]).all()
 
 
 def test_hybrid_invalid_config() -> None:

@@ -15,10 +15,13 @@ Three components score every anime:
 Each component's scores are standardised per person (z-scores over the finite entries; an
 anime a component cannot score gets that person's lowest z-score), then summed with weights
 chosen per history-length bucket. `fit` learns those weights: it holds out a random set of
-training users, fits the components on the rest, folds in a random number of each held-out
-user's titles, and for each bucket keeps the weight combination (a grid of step 0.1 on the
-simplex) with the best NDCG@k on the remaining titles. Then the components are refitted on
-all training users. A small fixed share of the content score (`CONTENT_TIE_BREAK`) is always
+training users (plus the training users whose whole history is short), fits the components
+on the rest, folds in part of each held-out user's titles, and for each bucket keeps the
+weight combination (a grid of step 0.1 on the simplex) with the best NDCG@k on the
+remaining titles. Buckets of 1 to 5 titles are tuned on two groups at once: long histories
+cut to that length, and people who have only watched a few titles in all; each group's
+NDCG is taken relative to its best blend, so neither group's level dominates. Then the
+components are refitted on all training users. A small fixed share of the content score (`CONTENT_TIE_BREAK`) is always
 added, so anime without interactions stay ordered by content in every bucket.
 """
 
@@ -49,6 +52,11 @@ BUCKET_BOUNDS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55)
 DEFAULT_BLEND = {0: (0.0, 0.0, 1.0), 2: (0.3, 0.3, 0.4), 5: (0.5, 0.2, 0.3), 10_000: (0.8, 0.1, 0.1)}
 # Held-out users a bucket needs before its tuned weights are trusted.
 MIN_BUCKET_USERS = 15
+# Buckets 1..SHORT_BUCKET (histories of 1, 2, 3 and 4-5 titles) are tuned on every held-out
+# user cut to that length and on the held-out users who have at most NATURAL_MAX_TITLES
+# titles in all.
+SHORT_BUCKET = 4
+NATURAL_MAX_TITLES = 6
 GRID_STEP = 0.1
 # Weight of the content z-score added to every blend, so that anime no collaborative model
 # can score (and the prior cannot either) are still ordered by content when a bucket's
@@ -336,50 +344,67 @@ class HybridRecommender(Recommender):
             logger.info("hybrid: too few users to tune the blend; using the default weights")
             return blend
 
-        validation = np.sort(rng.choice(eligible, size=n_validation, replace=False))
+        validation = rng.choice(eligible, size=n_validation, replace=False)
+        # People whose whole history is short are rare and are exactly who the short buckets
+        # serve, so they all join the held-out users (at most n_validation more of them).
+        natural_pool = np.setdiff1d(
+            np.flatnonzero((lengths >= 2) & (lengths <= NATURAL_MAX_TITLES)), validation
+        )
+        if natural_pool.size > n_validation:
+            natural_pool = rng.choice(natural_pool, size=n_validation, replace=False)
+        validation = np.union1d(validation, natural_pool)
         training = np.setdiff1d(np.arange(interactions.n_users), validation)
+        if training.size < 2:
+            return blend
         train_part = interactions.select_users(training)
         if train_part.nnz == 0:
             return blend
         cf = self._make_cf().fit(train_part)
         train_features = features.iloc[training] if features is not None else None
-        validation_features = features.iloc[validation] if features is not None else None
         if features is not None and not self.config.prior_smoothing:
             self.prior_smoothing_ = self._tune_smoothing(
-                train_part, train_features, validation_features, interactions.select_users(validation)
+                train_part, train_features, features.iloc[validation], interactions.select_users(validation)
             )
         prior = FeaturePrior(self.prior_smoothing_).fit(train_part.user_items, train_features)
 
-        folds, targets, fold_lengths = self._fold_in(interactions, validation, lengths, rng)
-        z_scores = [
-            standardise(cf.score_histories(folds)),
-            standardise(self.content_.score_histories(folds)) if self.content_ is not None
-            else np.zeros((folds.n_users, folds.n_items), dtype=np.float32),
-            standardise(prior.score(prior.encode(validation_features, validation.size))),
-        ]
-        seen = sp.csr_matrix(folds.user_items)
-        buckets = history_bucket(fold_lengths)
+        samples = self._tuning_samples(validation, lengths, rng)
         grid = weight_grid()
         if self.content_ is None:
             grid = grid[grid[:, 1] == 0]
 
         tuned = blend.copy()
         trusted = np.zeros(len(blend), dtype=bool)
-        for bucket in np.unique(buckets):
-            rows = np.flatnonzero(buckets == bucket)
-            if rows.size < MIN_BUCKET_USERS:
+        for bucket, groups in samples.items():
+            scored = []
+            for users, sizes in groups:
+                if users.size < MIN_BUCKET_USERS:
+                    continue
+                folds, targets = self._fold_in(interactions, users, sizes, rng)
+                rows_features = features.iloc[users] if features is not None else None
+                z_scores = [
+                    standardise(cf.score_histories(folds)),
+                    standardise(self.content_.score_histories(folds)) if self.content_ is not None
+                    else np.zeros((folds.n_users, folds.n_items), dtype=np.float32),
+                    standardise(prior.score(prior.encode(rows_features, users.size))),
+                ]
+                seen = sp.csr_matrix(folds.user_items)
+                scored.append([self._ndcg(z_scores, weights, seen, targets) for weights in grid])
+                del z_scores
+            if not scored:
                 continue
-            quality = [
-                self._ndcg(
-                    [z[rows] for z in z_scores], weights, seen[rows], targets[rows]
-                )
-                for weights in grid
-            ]
+            # Each group's NDCG is taken relative to its best blend and the groups count
+            # equally, so a few dozen short-history people weigh as much as the many long
+            # histories cut short, whatever their NDCG levels.
+            scored_array = np.asarray(scored)
+            best = scored_array.max(axis=1, keepdims=True)
+            quality = np.mean(scored_array / np.where(best > 0, best, 1.0), axis=0)
             tuned[bucket] = grid[int(np.argmax(quality))]
             trusted[bucket] = True
             logger.info(
-                "hybrid bucket %d (%d users): weights %s, ndcg@%d %.4f",
-                bucket, rows.size, tuned[bucket].round(2).tolist(), self.config.k, max(quality),
+                "hybrid bucket %d (%s users): weights %s, ndcg@%d %s",
+                bucket, "+".join(str(users.size) for users, _ in groups),
+                tuned[bucket].round(2).tolist(), self.config.k,
+                "/".join(f"{row[int(np.argmax(quality))]:.4f}" for row in scored_array),
             )
 
         # An untuned bucket takes the weights of the nearest tuned one.
@@ -391,6 +416,53 @@ class HybridRecommender(Recommender):
                 nearest = tuned_positions[np.argmin(np.abs(tuned_positions - bucket))]
                 tuned[bucket] = tuned[nearest]
         return tuned
+
+    def _tuning_samples(
+        self, validation: np.ndarray, lengths: np.ndarray, rng: np.random.Generator
+    ) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+        """Return, per bucket, groups of (held-out users, fold-in sizes) to tune it on.
+
+        Short buckets (up to SHORT_BUCKET) get two groups: every held-out user with enough
+        titles, cut to a random length inside the bucket (a long history told only a few
+        titles), and the held-out users whose whole history has at most
+        NATURAL_MAX_TITLES titles, told a random 1..n-1 of them that falls in the bucket
+        (people who really have watched little). A longer bucket gets one group: each
+        held-out user not short is assigned one random bucket their history allows.
+        """
+        lower = np.asarray((1,) + tuple(b + 1 for b in BUCKET_BOUNDS[1:]))
+        upper = np.asarray(BUCKET_BOUNDS[1:] + (10**9,))
+        users_by_bucket: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        available = lengths[validation] - 1  # titles that can be folded in, keeping a target
+
+        for bucket in range(1, SHORT_BUCKET + 1):
+            able = validation[available >= lower[bucket - 1]]
+            high = np.minimum(upper[bucket - 1], lengths[able] - 1)
+            sizes = rng.integers(lower[bucket - 1], high + 1)
+            users_by_bucket[bucket] = [(able, sizes)]
+
+        natural = validation[lengths[validation] <= NATURAL_MAX_TITLES]
+        natural_sizes = rng.integers(1, lengths[natural])
+        natural_buckets = history_bucket(natural_sizes)
+        for bucket in range(1, SHORT_BUCKET + 1):
+            inside = natural_buckets == bucket
+            users_by_bucket[bucket].append((natural[inside], natural_sizes[inside]))
+
+        long_lower = lower[SHORT_BUCKET:]
+        assigned_users: dict[int, list[int]] = {}
+        assigned_sizes: dict[int, list[int]] = {}
+        for user in validation[available >= long_lower[0]]:
+            allowed = np.flatnonzero(long_lower <= lengths[user] - 1) + SHORT_BUCKET
+            position = int(rng.choice(allowed))
+            high = min(int(upper[position]), int(lengths[user]) - 1)
+            size = int(rng.integers(lower[position], high + 1))
+            assigned_users.setdefault(position + 1, []).append(int(user))
+            assigned_sizes.setdefault(position + 1, []).append(size)
+        for bucket in sorted(assigned_users):
+            users_by_bucket[bucket] = [
+                (np.asarray(assigned_users[bucket], dtype=np.int64),
+                 np.asarray(assigned_sizes[bucket], dtype=np.int64))
+            ]
+        return users_by_bucket
 
     def _tune_smoothing(
         self,
@@ -416,30 +488,21 @@ class HybridRecommender(Recommender):
     def _fold_in(
         self,
         interactions: Interactions,
-        validation: np.ndarray,
-        lengths: np.ndarray,
+        users: np.ndarray,
+        sizes: np.ndarray,
         rng: np.random.Generator,
-    ) -> tuple[Interactions, sp.csr_matrix, np.ndarray]:
-        """Split each held-out user's positive titles into a fold-in part of random length
-        (a random bucket the history allows) and a target part."""
+    ) -> tuple[Interactions, sp.csr_matrix]:
+        """Split each user's positive titles at random into a fold-in of the given size and a
+        target of the rest."""
         histories: list[list[tuple[int, float | None]]] = []
         weights: list[list[float]] = []
         target_rows: list[np.ndarray] = []
-        fold_lengths = np.zeros(validation.size, dtype=np.int64)
-        bounds = np.asarray(BUCKET_BOUNDS[1:] + (10**9,))
-        lower = np.asarray((1,) + tuple(b + 1 for b in BUCKET_BOUNDS[1:]))
-        for row, user in enumerate(validation):
+        for user, size in zip(users, sizes):
             item_idx, ratings = interactions.history(int(user))
             start, end = interactions.user_items.indptr[user], interactions.user_items.indptr[user + 1]
             values = interactions.user_items.data[start:end]
-            positive = np.flatnonzero(values > 0)
-            allowed = np.flatnonzero(lower <= lengths[user] - 1)
-            bucket = rng.choice(allowed)
-            high = min(int(bounds[bucket]), int(lengths[user]) - 1)
-            size = int(rng.integers(lower[bucket], high + 1))
-            chosen = rng.permutation(positive)
-            fold, target = chosen[:size], chosen[size:]
-            fold_lengths[row] = size
+            chosen = rng.permutation(np.flatnonzero(values > 0))
+            fold, target = chosen[: int(size)], chosen[int(size):]
             histories.append([
                 (int(interactions.items.ids[item_idx[p]]), None if np.isnan(ratings[p]) else float(ratings[p]))
                 for p in fold
@@ -453,9 +516,9 @@ class HybridRecommender(Recommender):
         indices = np.concatenate(target_rows) if target_rows else np.empty(0, np.int32)
         targets = sp.csr_matrix(
             (np.ones(indices.size, dtype=np.float32), indices, indptr),
-            shape=(validation.size, interactions.n_items),
+            shape=(len(users), interactions.n_items),
         )
-        return folds, targets, fold_lengths
+        return folds, targets
 
     def _ndcg(
         self,
