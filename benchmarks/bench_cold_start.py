@@ -21,15 +21,18 @@ when it is absent):
   folded in. Compares popularity, the hybrid without user features and the hybrid with
   age, gender and occupation (the held-out users' features are passed at fold-in).
 
-- `runner` (not in the default set): `animerec.evaluation.runner.evaluate` on anime-2016 with
-  the same models, for NDCG@10 overall and per fold-in length bucket as `animerec evaluate`
-  reports them.
+- `runner` (not in the default set): the runner's strong generalization on anime-2016 with
+  its default settings (test users with 2 or more titles), as `animerec evaluate --seed S`
+  runs it: NDCG@10 overall and per fold-in length bucket with bootstrap intervals, then the
+  same test users with fold-ins cut to h = 1, 2, 3, 5 titles (`--fold-in-max h`, the rest
+  joining the target). Per bucket, the paired difference hybrid − best collaborative model
+  (popular, itemknn, als or ease, whichever is highest there) with a 95 % interval.
 - `reasons`: milliseconds to build the reasons of one list of 10 (the service's explainer)
   for 100 random people with 20 rated titles, per model fitted in `history`.
 
-Usage: python benchmarks/bench_cold_start.py [history collapse reasons new-anime demographics]
-(default: all). Results go to benchmarks/results/cold-start-<UTC time>.json and a table on
-stdout. Measured on the development machine (2 CPU cores, BLAS limited to 2 threads).
+Usage: python benchmarks/bench_cold_start.py [history collapse reasons new-anime demographics
+runner] [--seed S] (default: all but runner; --seed sets the runner part's split). Results
+go to benchmarks/results/cold-start-<UTC time>.json and a table on stdout. Measured on the development machine (2 CPU cores, BLAS limited to 2 threads).
 """
 
 from __future__ import annotations
@@ -414,25 +417,95 @@ def measure_reasons(dataset: Dataset, fitted: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def measure_runner() -> dict[str, Any]:
-    """Run the project's evaluation runner (strong generalization, its default settings) on
-    anime-2016 and keep NDCG@10 overall and by fold-in length bucket."""
-    from animerec.evaluation.runner import evaluate
+def measure_runner(seed: int = SEED, n_bootstrap: int = 1000) -> dict[str, Any]:
+    """Strong generalization exactly as `animerec evaluate --seed SEED` runs it (default
+    settings: test users with 2 or more titles, 80 % folded in), plus the same test users
+    with fold-ins cut to 1, 2, 3 and 5 titles (`--fold-in-max`).
+
+    Keeps NDCG@10 overall and per fold-in length bucket with the runner's bootstrap
+    intervals. Per bucket it also keeps the paired difference hybrid − best collaborative
+    model (the one with the highest NDCG@10 in that bucket), with a percentile bootstrap
+    interval over the bucket's users. "1-5" pools the two short buckets.
+    """
+    from animerec.evaluation import runner
 
     dataset = load("kaggle-2016", "anime-2016")
-    result = evaluate(dataset, ANIME_MODELS, "strong-generalization", seed=SEED, n_bootstrap=200)
-    table = {}
-    for name, entry in result["models"].items():
-        table[name] = {
-            f"ndcg@{K}": round(entry[f"ndcg@{K}"], 4),
-            "ci": entry["ci"].get(f"ndcg@{K}"),
-            "by_history_length": {
-                label: (round(bucket[f"ndcg@{K}"], 4) if bucket.get(f"ndcg@{K}") is not None else None, bucket["n_users"])
-                for label, bucket in entry["by_history_length"].items()
-            },
-        }
+    splits = {
+        cap: runner.make_ranking_split(
+            dataset, "strong-generalization", seed=seed, test_users=None, fold_in_fraction=0.8,
+            min_history=2, test_fraction=0.2, leave_k=1, split_dir=None, fold_in_max=cap,
+        )
+        for cap in (None, *HISTORY_LENGTHS)
+    }
+    base = splits[None]
+    train_dataset = with_interactions(dataset, base.train)
+    options = RankingOptions(n=RECALL_K, exclude_seen=True, include_adult=False)
+    ranker = Ranker(dataset.catalog, dataset.interactions.items)
+    item_counts = np.asarray(base.train.user_items.getnnz(axis=0), dtype=np.int64)
+    context = runner.RankingContext(
+        k=K, recall_k=RECALL_K, candidates=np.array(ranker.candidate_mask(options), dtype=bool),
+        item_counts=item_counts,
+        n_train_users=max(int(np.count_nonzero(np.diff(base.train.user_items.indptr))), 1),
+        item_genres=runner.genre_matrix(dataset),
+    )
+    ndcg: dict[str, dict[Any, np.ndarray]] = {}
+    table: dict[str, Any] = {}
+    for name, params in ANIME_MODELS:
+        if name == "content":
+            continue
+        model = runner._create(name, params, seed)  # the seed goes where the runner puts it
+        started = time.perf_counter()
+        model.fit(train_dataset)
+        fit_seconds = time.perf_counter() - started
+        ndcg[name] = {}
+        for cap, split in splits.items():
+            recommended = runner.rank_split(model, split, ranker, options)
+            per_user, aggregate = runner.ranking_metrics(recommended, split.target.user_items, context)
+            ndcg[name][cap] = per_user[f"ndcg@{K}"]
+            if cap is not None:
+                continue
+            rng = np.random.default_rng([seed, 1])
+            intervals = runner.bootstrap_intervals(per_user, recommended, context, rng, n_bootstrap, 0.95)
+            buckets = runner.by_history_length(
+                per_user, recommended, split.target.user_items,
+                np.diff(split.fold_in.user_items.indptr), context, rng, n_bootstrap, 0.95,
+            )
+            table[name] = {
+                f"ndcg@{K}": round(float(np.nanmean(per_user[f"ndcg@{K}"])), 4),
+                "ci": [round(v, 4) for v in intervals[f"ndcg@{K}"]],
+                "fit_seconds": round(fit_seconds, 1),
+                "by_history_length": {
+                    label: {
+                        "n_users": bucket["n_users"],
+                        f"ndcg@{K}": None if not bucket["n_users"] else round(bucket[f"ndcg@{K}"], 4),
+                        "ci": None if not bucket["n_users"] else [round(v, 4) for v in bucket["ci"][f"ndcg@{K}"]],
+                    }
+                    for label, bucket in buckets.items()
+                },
+            }
         logger.info("runner %s: %s", name, table[name])
-    return {"models": table, "site_aggregates_used_by": result["site_aggregates_used_by"]}
+
+    groups = {"1": (1, 1), "2-5": (2, 5), "1-5": (1, 5), "6-20": (6, 20), "21+": (21, None), "all": (0, None)}
+    comparisons: dict[str, Any] = {}
+    for cap, split in splits.items():
+        lengths = np.diff(split.fold_in.user_items.indptr)
+        label = "natural" if cap is None else f"fold_in_max={cap}"
+        comparisons[label] = {}
+        for group, (low, high) in groups.items():
+            rows = np.flatnonzero((lengths >= low) & (lengths <= (high if high is not None else lengths.max())))
+            if rows.size == 0:
+                continue
+            means = {name: float(np.nanmean(values[cap][rows])) for name, values in ndcg.items()}
+            best = max((name for name in means if name != "hybrid"), key=lambda name: means[name])
+            difference = paired_difference(ndcg["hybrid"][cap][rows], ndcg[best][cap][rows])
+            comparisons[label][group] = {
+                "n_users": int(rows.size),
+                "ndcg": {name: round(value, 4) for name, value in means.items()},
+                "best_cf": best,
+                "hybrid_minus_best": difference,
+            }
+            logger.info("%s %s: %s", label, group, comparisons[label][group])
+    return {"seed": seed, "models": table, "comparisons": comparisons}
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -444,6 +517,7 @@ def main() -> None:
         "parts", nargs="*", default=["history", "collapse", "reasons", "new-anime", "demographics"]
     )
     parser.add_argument("--threads", type=int, default=2, help="BLAS and OpenMP threads")
+    parser.add_argument("--seed", type=int, default=SEED, help="split seed of the runner part")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("animerec").setLevel(logging.WARNING)
@@ -471,7 +545,7 @@ def main() -> None:
         if "demographics" in args.parts:
             result["demographics"] = measure_demographics()
         if "runner" in args.parts:
-            result["runner"] = measure_runner()
+            result["runner"] = measure_runner(args.seed)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
