@@ -134,6 +134,27 @@ def test_start_order_by_id_without_dates(catalog_2016: Catalog) -> None:
     assert franchises.start_order[members[0]] == 0
 
 
+def test_titles_join_word_extended_stems(catalog_2016: Catalog) -> None:
+    franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
+
+    dxd = franchises.group_of(11617)  # High School DxD
+    assert franchises.group_of(15451) == dxd  # High School DxD New
+    assert franchises.group_of(24703) == dxd  # High School DxD BorN
+    dragon_ball = franchises.group_of(223)
+    assert franchises.group_of(813) == dragon_ball  # Dragon Ball Z
+    assert franchises.group_of(225) == dragon_ball  # Dragon Ball GT
+
+
+def test_titles_keep_short_prefixes_apart() -> None:
+    catalog = small_catalog(
+        [(1, "My Life"), (2, "My Life As"), (3, "Monster"), (4, "Monster Musume")]
+    )
+
+    franchises = franchises_from_titles(catalog, catalog.items)
+
+    assert franchises.n_groups == 0
+
+
 def test_start_order_puts_main_entries_first(catalog_2016: Catalog) -> None:
     franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
 

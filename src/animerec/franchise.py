@@ -189,7 +189,8 @@ def franchises_from_groups(
 
 
 def franchises_from_titles(catalog: Catalog, items: IdMap) -> Franchises:
-    """Derive groups from titles: anime whose `title_stem` is equal form one group.
+    """Derive groups from titles: anime whose `title_stem` is equal form one group, and a
+    group whose stem extends another's by whole words joins it (see `_merge_extended_stems`).
 
     NOTE: titles miss franchises whose entries have unrelated names (Bakemonogatari and
     Nisemonogatari), and they can join unrelated anime with the same stem ("Sin: The Movie"
@@ -202,6 +203,8 @@ def franchises_from_titles(catalog: Catalog, items: IdMap) -> Franchises:
             continue
         by_stem.setdefault(title_stem(title), []).append(position)
 
+    by_stem = _merge_extended_stems(by_stem)
+
     groups: list[tuple[str, list[int]]] = []
     ids = items.ids
     for positions in by_stem.values():
@@ -211,6 +214,28 @@ def franchises_from_titles(catalog: Catalog, items: IdMap) -> Franchises:
         groups.append((str(aligned.at[first, "title"]), [int(ids[p]) for p in positions]))
     groups.sort(key=lambda group: min(group[1]))
     return franchises_from_groups(groups, catalog, items, source="titles")
+
+
+# A stem that another stem extends by whole words ("high school dxd" in "high school dxd
+# born", "dragon ball" in "dragon ball super") names the same franchise when it is specific
+# enough: at least two words and this many characters, so "ai to" or "my life" join nothing.
+MIN_PREFIX_WORDS = 2
+MIN_PREFIX_CHARS = 8
+
+
+def _merge_extended_stems(by_stem: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Fold each stem into the shortest other stem that is a specific whole-word prefix of it."""
+    merged: dict[str, list[int]] = {}
+    for stem in sorted(by_stem, key=lambda s: (len(s.split()), s)):
+        words = stem.split()
+        target = stem
+        for count in range(MIN_PREFIX_WORDS, len(words)):
+            prefix = " ".join(words[:count])
+            if len(prefix) >= MIN_PREFIX_CHARS and prefix in merged:
+                target = prefix
+                break
+        merged.setdefault(target, []).extend(by_stem[stem])
+    return merged
 
 
 def load_franchises(catalog: Catalog, items: IdMap, path: str | Path | None = None) -> Franchises:
