@@ -401,6 +401,11 @@ def test_error_untrained_model(tmp_path: Path, anime_2016: Path) -> None:
 
     assert "animerec train als" in line
 
+    line = assert_one_line_error(run_module(home, "predict", "--user", str(SAMPLE_USER), "Monster"))
+
+    assert "animerec train biasedmf" in line
+    assert "train als" not in line
+
 
 def test_error_empty_home(tmp_path: Path) -> None:
     line = assert_one_line_error(run_module(tmp_path / "home", "search", "bebop"))

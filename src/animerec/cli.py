@@ -931,9 +931,17 @@ def predict(
     """Predict the rating a user of the dataset would give each anime (rating models only)."""
     import numpy as np
 
-    from animerec.errors import UnknownIdError
+    from animerec.errors import NotFoundError, UnknownIdError
 
-    service = open_service(ctx, model)
+    try:
+        service = open_service(ctx, model)
+    except NotFoundError as err:
+        if model is not None:
+            raise
+        raise NotFoundError(
+            "no model is trained for this dataset, and only rating models predict ratings: "
+            "run `animerec train biasedmf`, then pass --model biasedmf"
+        ) from err
     with service:
         recommender = service.model
         assert recommender is not None

@@ -250,6 +250,9 @@ def make_config(config_class: type[ModelConfig], params: dict[str, Any]) -> Mode
         raise ConfigError(str(err)) from err
 
 
+_TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", float: "a number"}
+
+
 def _convert(key: str, value: Any, spec: dataclasses.Field) -> Any:
     if not isinstance(value, str):
         return value
@@ -269,7 +272,7 @@ def _convert(key: str, value: Any, spec: dataclasses.Field) -> Any:
             return float(value)
     except ValueError as err:
         raise ConfigError(
-            f"parameter {key} needs a {kind.__name__} value, got {value!r}"
+            f"parameter {key} needs {_TYPE_NAMES.get(kind, kind.__name__)} value, got {value!r}"
         ) from err
     return value
 
