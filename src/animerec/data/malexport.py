@@ -119,7 +119,7 @@ def _parse_xml(data: bytes, label: str):
         from defusedxml.ElementTree import ParseError, fromstring
     except ImportError as err:  # pragma: no cover - depends on the installed extras
         raise ConfigError(
-            "reading a MyAnimeList export needs defusedxml: pip install 'animerec[content]'"
+            "reading a MyAnimeList export needs defusedxml: pip install 'defusedxml>=0.7'"
         ) from err
 
     try:
