@@ -49,6 +49,8 @@ CACHE_SIZE = 4
 _cache_lock = threading.Lock()
 _dataset_cache: OrderedDict[tuple, Dataset] = OrderedDict()
 _model_cache: OrderedDict[tuple, Recommender] = OrderedDict()
+# Titles a service remembers after resolving them (a request names up to thousands).
+RESOLVED_TITLES_KEPT = 20_000
 
 
 class RecommenderService:
@@ -79,6 +81,8 @@ class RecommenderService:
         self.explainer: Explainer = explainer or service_reasons
         # A franchise JSON file for collapsing; None derives the groups from titles.
         self.franchise_file = franchises
+        # Titles already resolved to anime ids; the catalogue does not change under a service.
+        self._resolved_titles: dict[str, int] = {}
         self.ranker: Ranker | None = None
         if model is not None:
             model.check_fitted()
@@ -288,7 +292,15 @@ class RecommenderService:
         Titles match case-insensitively, with or without HTML entities; an unknown or
         ambiguous title raises `NotFoundError` listing the closest matches.
         """
-        return self.catalog.resolve(reference)
+        if not isinstance(reference, str):
+            return self.catalog.resolve(reference)
+        anime_id = self._resolved_titles.get(reference)
+        if anime_id is None:
+            anime_id = self.catalog.resolve(reference)
+            if len(self._resolved_titles) >= RESOLVED_TITLES_KEPT:
+                self._resolved_titles.clear()
+            self._resolved_titles[reference] = anime_id
+        return anime_id
 
     # --- helpers ----------------------------------------------------------------------
 

@@ -255,7 +255,8 @@ class ALSRecommender(Recommender):
         self.check_fitted()
         weights = confidence_weights(histories, self.config.rating_weight, self.rating_scale_)
         # Items without training interactions have meaningless factors, so they are left out.
-        weights = weights @ sp.diags((~self.untrained_).astype(np.float32))
+        # `confidence_weights` returns a new matrix, so it is changed in place.
+        weights.data[self.untrained_[weights.indices]] = 0.0
         weights.eliminate_zeros()
         return fold_in_factors(
             weights * np.float32(self.config.alpha),
