@@ -641,6 +641,60 @@ def test_reload_swaps_model_without_dropping_requests(
     assert set(statuses) == {200}
 
 
+def test_user_list_cache_evicts_oldest() -> None:
+    from animerec.serving.routes import UserListCache
+
+    class Service:
+        pass
+
+    first, second = Service(), Service()
+    cache = UserListCache(2)
+    assert cache.get(first, ("a",)) is None
+    cache.put(first, ("a",), b"A")
+    cache.put(first, ("b",), b"B")
+    assert cache.get(first, ("a",)) == b"A"
+    cache.put(first, ("c",), b"C")
+    # "b" was used least recently, so it went.
+    assert cache.get(first, ("b",)) is None
+    assert cache.get(first, ("a",)) == b"A"
+    assert cache.get(first, ("c",)) == b"C"
+    # Another service starts with nothing, and the first one's entries are gone.
+    assert cache.get(second, ("a",)) is None
+    cache.put(first, ("d",), b"D")
+    assert cache.get(second, ("d",)) is None
+    assert UserListCache(0).get(first, ("a",)) is None
+
+
+def test_cached_user_list_follows_reload(tmp_path: Path, home: Path, dataset, known_user) -> None:
+    user_id, _ = known_user
+    settings = ServerSettings(home=home, model="als", feedback_path=tmp_path / "feedback.sqlite")
+    train_als(home, dataset, n_factors=6)
+    running = ThreadedServer(create_app(settings=settings)).start()
+    try:
+        with httpx.Client(base_url=running.url, timeout=60.0) as http:
+            path = f"/users/{user_id}/recommendations"
+            first = http.get(path, params={"n": 10})
+            repeated = http.get(path, params={"n": 10})
+            assert first.status_code == 200, first.text
+            assert repeated.content == first.content
+            shorter = http.get(path, params={"n": 3}).json()["items"]
+            assert [item["anime_id"] for item in shorter] == [
+                item["anime_id"] for item in first.json()["items"][:3]
+            ]
+
+            train_als(home, dataset, n_factors=12)
+            reloaded = http.post("/admin/reload")
+            assert reloaded.status_code == 200, reloaded.text
+            assert reloaded.json()["model_config"]["n_factors"] == 12
+            after = http.get(path, params={"n": 10})
+            assert after.status_code == 200
+            old_scores = [item["score"] for item in first.json()["items"]]
+            new_scores = [item["score"] for item in after.json()["items"]]
+            assert new_scores != old_scores
+    finally:
+        running.stop()
+
+
 def test_reload_failure_keeps_old_model(tmp_path: Path, home: Path) -> None:
     calls = {"count": 0}
 

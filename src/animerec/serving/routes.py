@@ -7,6 +7,8 @@ import logging
 import math
 import os
 import signal
+import weakref
+from collections import OrderedDict
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -107,7 +109,41 @@ def _split_values(values: list[str], name: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def ranking_options(
+class UserListCache:
+    """Rendered responses of known users without feedback, the most recently used kept.
+
+    Keys are (user_id, options). The entries belong to one service and are dropped when a
+    reload brings another. A user with feedback never reaches the cache, because the route
+    folds the feedback in first, so feedback shows on the next request as before.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = max(0, int(size))
+        self._entries: OrderedDict[tuple, bytes] = OrderedDict()
+        self._owner: weakref.ref | None = None
+
+    def get(self, service: Any, key: tuple) -> bytes | None:
+        """Return the stored body for `key` under `service`, or None."""
+        if not self.size:
+            return None
+        if self._owner is None or self._owner() is not service:
+            self._entries.clear()
+            self._owner = weakref.ref(service)
+        body = self._entries.get(key)
+        if body is not None:
+            self._entries.move_to_end(key)
+        return body
+
+    def put(self, service: Any, key: tuple, body: bytes) -> None:
+        """Store `body` for `key` when `service` is still the one the entries belong to."""
+        if not self.size or self._owner is None or self._owner() is not service:
+            return
+        self._entries[key] = body
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+async def ranking_options(
     n: int = Query(10, ge=1, le=MAX_N, description="Length of the list (1–100)."),
     genres: list[str] = Query([], description="Keep anime with at least one of these genres."),
     exclude_genres: list[str] = Query([], description="Drop anime with any of these genres."),
@@ -239,8 +275,16 @@ def build_router() -> APIRouter:
         service = current_service(request)
         feedback = request.app.state.feedback.for_user(user_id)
         if not feedback:
-            items = service.recommend_user(user_id, options)
-            return _recommendations(service, items, user_id=user_id, source="model")
+            cache: UserListCache | None = getattr(request.app.state, "user_lists", None)
+            key = (user_id, options)
+            body = cache.get(service, key) if cache is not None else None
+            if body is None:
+                items = service.recommend_user(user_id, options)
+                response = _recommendations(service, items, user_id=user_id, source="model")
+                if cache is not None:
+                    cache.put(service, key, bytes(response.body))
+                return response
+            return Response(body, media_type=JSONBody.media_type)
 
         history = known_history(service, user_id) + feedback.history
         if not history:
