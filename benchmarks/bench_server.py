@@ -1,9 +1,13 @@
 """Load test of the HTTP server on 127.0.0.1: latency percentiles, throughput, robustness.
 
 The script starts `animerec serve` as a subprocess on a free local port, on the real
-anime-2016 data with the default model (ALS), and drives it with its own asyncio HTTP/1.1
-client over keep-alive connections (a closed loop: each connection sends its next request
-when the previous response arrived, so `--concurrency` requests are in flight at once).
+anime-2016 data with the default model (ALS), and drives it over keep-alive connections in a
+closed loop: each connection sends its next request when the previous response arrived, so
+`--concurrency` requests are in flight at once. The timed runs use `wrk` (a load generator
+written in C, with a Lua script that rotates user ids and histories) when it is installed,
+else the script's own asyncio HTTP/1.1 client; `--client` picks one. The Python client costs
+about as much CPU per request as the server, so on a small machine it takes cores away from
+the server; the mixed run always uses the Python client, which checks every answer.
 
 Scenarios:
   user     GET /users/{id}/recommendations?n=10 for known users, `--duration` seconds
@@ -26,11 +30,13 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,15 +81,18 @@ def free_port() -> int:
 
 
 def start_server(
-    home: Path, port: int, workers: int, log_path: Path, access_log: bool
+    home: Path, port: int, workers: int, log_path: Path, access_log: bool, user_cache: int | None
 ) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "animerec", "--home", str(home), "serve",
         "--host", HOST, "--port", str(port), "--workers", str(workers),
         "--access-log" if access_log else "--no-access-log",
     ]
+    environment = dict(os.environ)
+    if user_cache is not None:
+        environment["ANIMEREC_SERVE_USER_CACHE"] = str(user_cache)
     log = open(log_path, "wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -105,8 +114,11 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def load_sample(home: Path, seed: int) -> tuple[list[int], list[str], list[int]]:
-    """Return known user ids, titles of often-watched anime, and all catalogue anime ids."""
+def load_sample(
+    home: Path, seed: int, n_users: int = 500
+) -> tuple[list[int], list[str], list[int]]:
+    """Return `n_users` known user ids (0: all), titles of often-watched anime, and all
+    catalogue anime ids."""
     import numpy as np
 
     from animerec.data.store import Store
@@ -131,7 +143,8 @@ def load_sample(home: Path, seed: int) -> tuple[list[int], list[str], list[int]]
         except Exception:
             continue
         titles.append(title)
-    return rng.sample(users, min(500, len(users))), titles, [int(a) for a in anime_ids]
+    sample = rng.sample(users, min(n_users, len(users))) if n_users > 0 else rng.sample(users, len(users))
+    return sample, titles, [int(a) for a in anime_ids]
 
 
 # --- a small HTTP/1.1 client ------------------------------------------------------------
@@ -282,6 +295,109 @@ def summarize(name: str, tally: Tally) -> dict:
     }
 
 
+# --- wrk, a load generator in C ------------------------------------------------------------
+
+# The Lua script: `requests` (filled in per scenario) holds ready-made requests, and each
+# wrk thread walks through them from its own offset. `done` prints one JSON line.
+WRK_SCRIPT = """
+local requests = {%s}
+local counter = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("offset", #threads * 7919)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  counter = offset
+end
+
+function request()
+  counter = counter + 1
+  local r = requests[(counter %% #requests) + 1]
+  return wrk.format(r[1], r[2], r[3], r[4])
+end
+
+function done(summary, latency, requests_)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p95_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d, "connect": %%d, "read": %%d, "write": %%d, ' ..
+    '"status": %%d, "timeout": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    """Quote `text` as a Lua string literal."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+def wrk_script(requests: list[tuple[str, str, str | None]]) -> str:
+    """Return the Lua script for (method, path, JSON body or None) requests."""
+    entries = []
+    for method, path, body in requests:
+        headers = "{['Content-Type'] = 'application/json'}" if body is not None else "{}"
+        lua_body = _lua_string(body) if body is not None else "nil"
+        entries.append(f"{{{_lua_string(method)}, {_lua_string(path)}, {headers}, {lua_body}}}")
+    return WRK_SCRIPT % ",\n".join(entries)
+
+
+def run_wrk(
+    port: int, concurrency: int, requests: list[tuple[str, str, str | None]], duration: float,
+    name: str,
+) -> dict:
+    """Drive the server with wrk for `duration` seconds and summarize like `summarize`."""
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "requests.lua"
+        script.write_text(wrk_script(requests))
+        command = [
+            "wrk", "-t", "2", "-c", str(concurrency), "-d", f"{int(duration)}s",
+            "--timeout", "10s", "-s", str(script), f"http://{HOST}:{port}",
+        ]
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 60, check=False
+        )
+    line = next(
+        (row for row in completed.stdout.splitlines() if row.startswith("WRK_RESULT ")), None
+    )
+    if completed.returncode != 0 or line is None:
+        sys.exit(f"wrk failed (status {completed.returncode}): {completed.stderr.strip()}")
+    result = json.loads(line.removeprefix("WRK_RESULT "))
+    seconds = result["duration_us"] / 1e6
+    errors = {key: result[key] for key in ("connect", "read", "write", "timeout") if result[key]}
+    return {
+        "scenario": name,
+        "client": "wrk",
+        "requests": result["requests"],
+        "seconds": round(seconds, 2),
+        "throughput_rps": round(result["requests"] / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(result["p50_us"] / 1000, 2),
+        "p95_ms": round(result["p95_us"] / 1000, 2),
+        "p99_ms": round(result["p99_us"] / 1000, 2),
+        "max_ms": round(result["max_us"] / 1000, 2),
+        # wrk counts answers outside 2xx/3xx, not each status.
+        "statuses": {"2xx": result["requests"] - result["status"], "other": result["status"]},
+        "connection_errors": sum(errors.values()),
+        "socket_errors": errors,
+    }
+
+
+def user_request_list(users: list[int]) -> list[tuple[str, str, str | None]]:
+    return [("GET", f"/users/{u}/recommendations?n=10", None) for u in users]
+
+
+def history_request_list(titles: list[str], rng: random.Random) -> list[tuple[str, str, str | None]]:
+    return [
+        ("POST", "/recommendations?n=10", json.dumps({"liked": rng.sample(titles, HISTORY_LENGTH)}))
+        for _ in range(50)
+    ]
+
+
 # --- scenarios -----------------------------------------------------------------------------
 
 
@@ -403,6 +519,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per timed scenario")
     parser.add_argument("--mixed-requests", type=int, default=10_000, help="requests in the mixed run")
     parser.add_argument("--scenarios", default="user,history,mixed", help="comma-separated scenarios to run")
+    parser.add_argument("--users", type=int, default=500, help="known users the user run rotates through (0: all)")
+    parser.add_argument(
+        "--client", choices=("auto", "wrk", "python"), default="auto",
+        help="load generator of the timed runs (auto: wrk when installed)",
+    )
+    parser.add_argument(
+        "--user-cache", type=int, default=None,
+        help="known users' answers each worker keeps (0: off; default: the server's)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--access-log", action="store_true", help="log every request (to results/server.log)")
     args = parser.parse_args()
@@ -410,18 +535,26 @@ def main() -> None:
     home = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     prepare_home(home, data_folder(args.data))
-    users, titles, anime_ids = load_sample(home, args.seed)
+    users, titles, anime_ids = load_sample(home, args.seed, args.users)
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    elif client == "wrk" and not shutil.which("wrk"):
+        sys.exit("wrk is not installed (Debian: apt-get install wrk); use --client python")
     clear_bench_feedback(home)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     port = free_port()
     load_before = load_average()
-    server = start_server(home, port, args.workers, RESULTS / "server.log", args.access_log)
+    server = start_server(
+        home, port, args.workers, RESULTS / "server.log", args.access_log, args.user_cache
+    )
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "load_before": load_before},
         "settings": {
             "workers": args.workers, "concurrency": args.concurrency, "duration_s": args.duration,
-            "access_log": args.access_log,
+            "access_log": args.access_log, "client": client, "users": len(users),
+            "user_cache": "server default" if args.user_cache is None else args.user_cache,
             "model": "als (default settings)", "data": "anime-2016",
         },
         "scenarios": [],
@@ -433,7 +566,12 @@ def main() -> None:
         asyncio.run(run_load(port, 4, user_requests(users, rng), 3.0, 200))
         asyncio.run(run_load(port, 4, history_requests(titles, rng), 3.0, 200))
         for name in scenarios:
-            if name == "user":
+            if name == "user" and client == "wrk":
+                summary = run_wrk(port, args.concurrency, user_request_list(users), args.duration, name)
+            elif name == "history" and client == "wrk":
+                requests = history_request_list(titles, rng)
+                summary = run_wrk(port, args.concurrency, requests, args.duration, name)
+            elif name == "user":
                 tally = asyncio.run(run_load(port, args.concurrency, user_requests(users, rng), args.duration, None))
             elif name == "history":
                 tally = asyncio.run(run_load(port, args.concurrency, history_requests(titles, rng), args.duration, None))
@@ -442,7 +580,9 @@ def main() -> None:
                 tally = asyncio.run(run_load(port, args.concurrency, maker, 600.0, args.mixed_requests))
             else:
                 sys.exit(f"unknown scenario {name!r}; choose from user, history, mixed")
-            summary = summarize(name, tally)
+            if name == "mixed" or client == "python":
+                summary = summarize(name, tally)
+                summary["client"] = "python"
             if name == "mixed":
                 health, _ = asyncio.run(single_request(port, build_get("/health")))
                 stored = count_bench_feedback(home)
@@ -480,12 +620,12 @@ def print_table(results: dict) -> None:
     print(f"load before: {results['machine']['load_before']}")
     print(f"load after:  {results['machine']['load_after']}")
     print()
-    print("| scenario | requests | req/s | p50 ms | p95 ms | p99 ms | statuses |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| scenario | client | requests | req/s | p50 ms | p95 ms | p99 ms | statuses |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for s in results["scenarios"]:
         statuses = ", ".join(f"{k}: {v}" for k, v in s["statuses"].items())
         print(
-            f"| {s['scenario']} | {s['requests']} | {s['throughput_rps']} | {s['p50_ms']} | "
+            f"| {s['scenario']} | {s['client']} | {s['requests']} | {s['throughput_rps']} | {s['p50_ms']} | "
             f"{s['p95_ms']} | {s['p99_ms']} | {statuses} |"
         )
 
