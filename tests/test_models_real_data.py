@@ -95,3 +95,27 @@ def test_model_beats_popularity(name: str, recalls: dict[str, float]) -> None:
 def test_factor_models_beat_itemknn(recalls: dict[str, float]) -> None:
     assert recalls["als"] > recalls["itemknn"], recalls
     assert recalls["ease"] > recalls["itemknn"], recalls
+
+
+def test_als_similar_skips_rarely_watched(kaggle_sample: Dataset) -> None:
+    # With 128 factors, plain cosine put two anime watched by one user each at the top of
+    # Death Note's list; the support shrinkage keeps such anime out of the top 10.
+    model = create_model("als", n_factors=128).fit(kaggle_sample)
+    support = kaggle_sample.interactions.user_items.getnnz(axis=0)
+    death_note = kaggle_sample.catalog.items.index(1535)
+
+    similar, _ = model.similar_items(death_note, n=10)
+
+    assert support[similar].min() >= 20
+
+
+def test_als_similarity_shrinkage_off_is_cosine(kaggle_sample: Dataset) -> None:
+    model = create_model("als", n_factors=16, epochs=3, similarity_shrinkage=0.0).fit(kaggle_sample)
+    factors = model.item_factors_
+    death_note = kaggle_sample.catalog.items.index(1535)
+    others = np.flatnonzero(~model.untrained_)[:50]
+
+    expected = factors[others] @ factors[death_note]
+    expected /= np.linalg.norm(factors[others], axis=1) * np.linalg.norm(factors[death_note])
+
+    np.testing.assert_allclose(model.item_similarities_to(death_note, others), expected, rtol=1e-4)

@@ -60,6 +60,10 @@ class ALSConfig(ModelConfig):
     random_state: int = 42
     # Threads `implicit` uses while fitting. 0 means one per CPU core.
     num_threads: int = 0
+    # Item–item similarity (similar anime, reasons) is the factors' cosine times
+    # n / (n + similarity_shrinkage), n being the item's training users: an anime watched by
+    # one or two people has noisy factors that can sit close to anything.
+    similarity_shrinkage: float = 20.0
 
     def __post_init__(self) -> None:
         if int(self.n_factors) < 1:
@@ -74,6 +78,10 @@ class ALSConfig(ModelConfig):
             raise ConfigError(f"rating_weight must be 0 or more, got {self.rating_weight}")
         if int(self.num_threads) < 0:
             raise ConfigError(f"num_threads must be 0 (all cores) or more, got {self.num_threads}")
+        if not self.similarity_shrinkage >= 0:
+            raise ConfigError(
+                f"similarity_shrinkage must be 0 or more, got {self.similarity_shrinkage}"
+            )
 
 
 def confidence_weights(
@@ -223,6 +231,7 @@ class ALSRecommender(Recommender):
         self.user_factors_ = np.ascontiguousarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self.untrained_ = untrained_items_mask(interactions.user_items)
+        self.item_support_ = np.asarray(interactions.user_items.getnnz(axis=0), dtype=np.float32)
 
     def _derived_array(self, name: str) -> np.ndarray:
         """Return an array derived from the item factors, computed on first use.
@@ -236,6 +245,14 @@ class ALSRecommender(Recommender):
             if name == "item_gram":
                 factors_64 = np.asarray(factors, dtype=np.float64)
                 derived[name] = factors_64.T @ factors_64
+            elif name == "support_weight":
+                # Bundles saved before item support was stored get no shrinkage.
+                support = getattr(self, "item_support_", None)
+                shrinkage = float(self.config.similarity_shrinkage)
+                if support is None or shrinkage == 0:
+                    derived[name] = np.ones(len(factors), dtype=np.float32)
+                else:
+                    derived[name] = (support / (support + shrinkage)).astype(np.float32)
             else:
                 norms = np.linalg.norm(factors, axis=1)
                 norms[norms == 0] = 1.0
@@ -270,7 +287,7 @@ class ALSRecommender(Recommender):
 
     def _similar_items(self, item_idx: int) -> np.ndarray:
         unit_factors = self._derived_array("unit_item_factors")
-        similarity = unit_factors @ unit_factors[item_idx]
+        similarity = (unit_factors @ unit_factors[item_idx]) * self._derived_array("support_weight")
         similarity[self.untrained_] = -np.inf
         return similarity.astype(np.float32)
 
@@ -281,6 +298,7 @@ class ALSRecommender(Recommender):
         others = np.asarray(others, dtype=np.int64)
         unit_factors = self._derived_array("unit_item_factors")
         similarity = (unit_factors[others] @ unit_factors[int(item_idx)]).astype(np.float32)
+        similarity *= self._derived_array("support_weight")[others]
         similarity[self.untrained_[others]] = -np.inf
         return similarity
 
@@ -289,10 +307,13 @@ class ALSRecommender(Recommender):
             "user_factors": self.user_factors_,
             "item_factors": self.item_factors_,
             "untrained": self.untrained_,
+            "item_support": self.item_support_,
         }
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.user_factors_ = arrays["user_factors"]
         self.item_factors_ = arrays["item_factors"]
         self.untrained_ = arrays["untrained"].astype(bool)
+        if "item_support" in arrays:
+            self.item_support_ = arrays["item_support"].astype(np.float32)
         self._derived = {}
