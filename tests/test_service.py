@@ -171,6 +171,19 @@ def test_similar_excludes_query(home: Path) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def test_similar_reasons_count_shared_viewers(home: Path) -> None:
+    with RecommenderService.open(home, model="itemknn") as service:
+        results = {row["anime_id"]: row for row in service.similar("Saga", n=5)}
+
+    # Saga is watched by users 101, 102 and 105; Part Two by 101, 102 and 106; the movie by
+    # 101 and 106.
+    assert results[2]["reasons"] == [
+        "2 people who watched Saga also watched it",
+        "shares genres with Saga: Action, Drama",
+    ]
+    assert results[3]["reasons"][0] == "1 person who watched Saga also watched it"
+
+
 def test_search_without_model(home: Path) -> None:
     with RecommenderService.open(home, with_model=False) as service:
         results = service.search("saga", n=5)

@@ -253,7 +253,53 @@ class RecommenderService:
         options = RankingOptions(n=n, include_adult=include_adult, exclude_seen=False)
         assert self.ranker is not None
         ranked = self.ranker.rank(scores[np.newaxis, :], options)[0]
-        return [self._result(rank, rec, []) for rank, rec in enumerate(ranked, start=1)]
+        reasons = self._similar_reasons(item_idx, ranked)
+        return [
+            self._result(rank, rec, rec_reasons)
+            for rank, (rec, rec_reasons) in enumerate(zip(ranked, reasons), start=1)
+        ]
+
+    def _similar_reasons(self, item_idx: int, ranked: Sequence[Recommendation]) -> list[list[str]]:
+        """Explain each similar anime by the people who watched both and the genres shared
+        with the anime asked about."""
+        anchor_title = self.title_of_item(item_idx)
+        anchor_genres = self._genres[item_idx]
+        anchor_genres = anchor_genres if isinstance(anchor_genres, tuple) else ()
+        item_users = self._item_users()
+        anchor_users = item_users.indices[item_users.indptr[item_idx]:item_users.indptr[item_idx + 1]]
+        reasons = []
+        for rec in ranked:
+            found = []
+            other = rec.item_idx
+            other_users = item_users.indices[item_users.indptr[other]:item_users.indptr[other + 1]]
+            both = np.intersect1d(anchor_users, other_users, assume_unique=True).size
+            if both:
+                people = "person" if both == 1 else "people"
+                found.append(f"{both:,} {people} who watched {anchor_title} also watched it")
+            genres = self._genres[other]
+            shared = [g for g in anchor_genres if isinstance(genres, tuple) and g in genres]
+            if shared:
+                found.append(f"shares genres with {anchor_title}: {', '.join(shared[:3])}")
+            reasons.append(found)
+        return reasons
+
+    def _item_users(self) -> sp.csc_matrix:
+        """Return the dataset's watched matrix in column form over the model's items, built
+        once (who watched each anime, for the reasons of similar lists)."""
+        cached = self.__dict__.get("_item_users_cache")
+        if cached is None:
+            assert self.model is not None
+            interactions = self.dataset.interactions
+            columns = interactions.items.to_idx(self.model.items_.ids, unknown="mask")
+            user_items = interactions.user_items.tocsc()
+            keep = np.where(columns >= 0, columns, 0)
+            # Model items the dataset lacks get empty columns.
+            known = sp.diags((columns >= 0).astype(np.float32))
+            cached = sp.csc_matrix(user_items[:, keep] @ known)
+            cached.eliminate_zeros()
+            cached.sort_indices()
+            self._item_users_cache = cached
+        return cached
 
     # --- catalogue --------------------------------------------------------------------
 
