@@ -166,6 +166,18 @@ class Recommender:
         few entries directly override it, so explaining a list does not cost full rows."""
         return self.item_similarities(item_idx)[np.asarray(others, dtype=np.int64)]
 
+    def item_similarity_block(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """Return the similarities of several items to the items at positions `others`,
+        shape (len(items), len(others)), float32; row i is
+        `item_similarities_to(items[i], others)`. Explainers read a whole list with one
+        call; models that can compute the block as one product override it."""
+        items = np.asarray(items, dtype=np.int64)
+        others = np.asarray(others, dtype=np.int64)
+        block = np.empty((items.size, others.size), dtype=np.float32)
+        for row, item_idx in enumerate(items):
+            block[row] = self.item_similarities_to(int(item_idx), others)
+        return block
+
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
