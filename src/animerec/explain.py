@@ -13,8 +13,9 @@ Up to three short reasons per recommendation, strongest first:
    recommendation's genres that are most common among the person's liked titles.
 
 A title counts as liked when it is unrated, or rated at or above the person's mean rating.
-The cost per list is one similarity row per recommendation (a few milliseconds for a list
-of ten), whatever the length of the history.
+The similarities of the whole list to the liked titles come from one
+`item_similarity_block` call (recommendations × liked titles), and the titles to name are
+chosen for every recommendation at once, so the cost grows little with the list length.
 """
 
 from __future__ import annotations
@@ -100,16 +101,20 @@ def explain(
     # The liked titles' feature rows, sliced once for the whole list.
     view = content.history_view(liked_idx, liked_weight) if content is not None and liked_idx.size else None
 
+    items = np.fromiter((rec.item_idx for rec in recommendations), dtype=np.int64, count=len(recommendations))
+    top_titles = (
+        _top_titles(model, content, view, liked_idx, liked_weight, items)
+        if liked_idx.size
+        else [[] for _ in recommendations]
+    )
+
     reasons: list[list[str]] = []
-    for rec in recommendations:
+    for rec, titles in zip(recommendations, top_titles):
         found: list[str] = []
-        titles: list[int] = []
-        if liked_idx.size:
-            titles = _top_titles(model, content, view, liked_idx, liked_weight, rec.item_idx)
-            if titles:
-                verb = "liked" if unrated_liked or liked_rated[titles].any() else "watched"
-                names = " and ".join(title_of(int(liked_idx[t])) for t in titles)
-                found.append(f"because you {verb} {names}")
+        if titles:
+            verb = "liked" if unrated_liked or liked_rated[titles].any() else "watched"
+            names = " and ".join(title_of(int(liked_idx[t])) for t in titles)
+            found.append(f"because you {verb} {names}")
         if view is not None:
             # Features shared with the named titles, else with the whole liked history.
             rows = np.asarray(titles) if titles else None
@@ -177,28 +182,44 @@ def _top_titles(
     view,
     liked_idx: np.ndarray,
     liked_weight: np.ndarray,
-    item_idx: int,
-) -> list[int]:
-    """Return positions (into liked_idx) of the history titles that contribute most."""
-    if view is not None and content is model:
-        contributions = view.contributions(item_idx)
-    elif view is not None and hasattr(model, "combine_similarities"):
-        # A hybrid: its CF part read entry by entry, its content part from the view.
-        cf = model.cf_.item_similarities_to(item_idx, liked_idx)
-        similarity = model.combine_similarities(cf, view.similarities(item_idx)).astype(np.float64)
-        contributions = similarity * liked_weight
-    elif getattr(model, "has_item_similarity", True):
-        similarity = model.item_similarities_to(item_idx, liked_idx).astype(np.float64)
-        contributions = np.where(np.isfinite(similarity), similarity, 0.0) * liked_weight
-    else:
-        return []
-    positive = np.flatnonzero(contributions > 0)
-    if not positive.size:
-        return []
-    order = positive[np.lexsort((liked_idx[positive], -contributions[positive]))]
+    items: np.ndarray,
+) -> list[list[int]]:
+    """Return, for each item, positions (into liked_idx) of the history titles that
+    contribute most to it."""
+    contributions = _contributions(model, content, view, liked_idx, liked_weight, items)
+    if contributions is None:
+        return [[] for _ in items]
+    # Each row from the largest contribution down, ties broken by the smaller item position.
+    order = np.lexsort((np.broadcast_to(liked_idx, contributions.shape), -contributions), axis=-1)
+    top = order[:, :MAX_TITLES]
+    values = np.take_along_axis(contributions, top, axis=-1)
     # A further title is named only when it contributes at least half as much as the first.
-    strong = order[contributions[order] >= SECOND_TITLE_SHARE * contributions[order[0]]]
-    return [int(p) for p in strong[:MAX_TITLES]]
+    named = (values > 0) & (values >= SECOND_TITLE_SHARE * values[:, :1])
+    return [[int(p) for p in row[keep]] for row, keep in zip(top, named)]
+
+
+def _contributions(
+    model,
+    content,
+    view,
+    liked_idx: np.ndarray,
+    liked_weight: np.ndarray,
+    items: np.ndarray,
+) -> np.ndarray | None:
+    """Return how much each liked title adds to each item (items × liked titles, float64),
+    or None when the model has no item similarity."""
+    if view is not None and content is model:
+        return np.stack([view.contributions(int(item)) for item in items]).astype(np.float64)
+    if view is not None and hasattr(model, "combine_similarities"):
+        # A hybrid: its CF part as one block, its content part from the view.
+        cf = model.cf_.item_similarity_block(items, liked_idx)
+        content_part = np.stack([view.similarities(int(item)) for item in items])
+        similarity = model.combine_similarities(cf, content_part).astype(np.float64)
+        return similarity * liked_weight
+    if getattr(model, "has_item_similarity", True):
+        similarity = model.item_similarity_block(items, liked_idx).astype(np.float64)
+        return np.where(np.isfinite(similarity), similarity, 0.0) * liked_weight
+    return None
 
 
 def _genre_counts(liked_idx: np.ndarray, genres_of: Callable[[int], Sequence[str]]) -> Counter:
