@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -195,6 +196,17 @@ class ALSRecommender(Recommender):
     feedback = ("implicit", "explicit")
     config_class = ALSConfig
     description = "Implicit ALS matrix factorization (watched pairs, confidence raised by ratings)."
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Return parameters for one Optuna trial (modest sizes, so one trial takes seconds)."""
+        return {
+            "n_factors": trial.suggest_int("n_factors", 16, 128, log=True),
+            "regularization": trial.suggest_float("regularization", 0.05, 50.0, log=True),
+            "alpha": trial.suggest_float("alpha", 0.5, 40.0, log=True),
+            "epochs": trial.suggest_int("epochs", 5, 20),
+            "rating_weight": trial.suggest_float("rating_weight", 0.0, 2.0),
+        }
 
     def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
         from implicit.cpu.als import AlternatingLeastSquares

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -100,6 +101,11 @@ class EASERecommender(Recommender):
     feedback = ("implicit",)
     config_class = EASEConfig
     description = "EASE: closed-form item-item linear autoencoder (Steck 2019)."
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Return parameters for one Optuna trial."""
+        return {"regularization": trial.suggest_float("regularization", 10.0, 5000.0, log=True)}
 
     def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
         started = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -121,6 +122,14 @@ class ItemKNNRecommender(Recommender):
     feedback = ("implicit",)
     config_class = ItemKNNConfig
     description = "Item-based nearest neighbours: anime watched by the same people (cosine)."
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Return parameters for one Optuna trial."""
+        return {
+            "n_neighbors": trial.suggest_int("n_neighbors", 10, 500, log=True),
+            "shrinkage": trial.suggest_float("shrinkage", 0.0, 200.0),
+        }
 
     def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
         user_items = positive_part(interactions.user_items)
