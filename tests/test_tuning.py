@@ -1,5 +1,6 @@
-"""Tuning: a few Optuna trials on a small rating dataset, the saved file, and the CLI commands
-`tune`, `train` (tuned parameters by default) and `predict` on MovieLens files."""
+"""Tuning: a few Optuna trials on a small dataset (rating and top-n models), the saved file,
+and the CLI commands `tune`, `train` (tuned parameters by default) and `predict` on MovieLens
+files."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from animerec.data import Catalog, Dataset, IdMap, Interactions
 from animerec.data.frames import catalog_frame
 from animerec.errors import ConfigError, DataError
-from animerec.evaluation.tuning import load_tuned_params, tune, tuned_path
+from animerec.evaluation.tuning import load_tuned_params, ranking_tuning_splits, tune, tuned_path
 
 pytest.importorskip("optuna")
 
@@ -68,9 +69,61 @@ def test_tune_same_seed_same_result(tmp_path):
     assert first["test"]["rmse"] == second["test"]["rmse"]
 
 
-def test_tune_rejects_ranking_model(tmp_path):
-    with pytest.raises(ConfigError, match="does not predict ratings"):
+def test_tune_popular_has_nothing_to_tune(tmp_path):
+    with pytest.raises(ConfigError, match="'popular' declares no search space.*nothing to tune"):
         tune(small_dataset(), "popular", n_trials=1, home=tmp_path)
+    assert not tuned_path("tiny", "popular", tmp_path).exists()
+
+
+def test_ranking_validation_test_users_disjoint():
+    dataset = small_dataset()
+    test_split, validation_split = ranking_tuning_splits(
+        dataset, seed=3, test_fraction=0.2, validation_fraction=0.25
+    )
+    test_users = set(test_split.user_ids.tolist())
+    validation_users = set(validation_split.user_ids.tolist())
+    search_train_users = set(validation_split.train.users.ids.tolist())
+
+    # 80 users, all with 2+ items: 16 test users, then 25 % of the 64 left = 16 validation users.
+    assert len(test_users) == 16
+    assert len(validation_users) == 16
+    assert not test_users & validation_users
+    assert not test_users & search_train_users
+    assert not validation_users & search_train_users
+    assert validation_users | search_train_users == set(test_split.train.users.ids.tolist())
+
+
+def test_tune_ranking_model_saves_best_params(tmp_path):
+    dataset = small_dataset()
+    result = tune(dataset, "ease", n_trials=3, seed=1, home=tmp_path)
+    saved = json.loads(Path(result["saved_to"]).read_text())
+    validation_scores = [trial["ndcg@10"] for trial in result["trials"]]
+
+    assert result["n_trials"] == 3
+    assert set(result["params"]) == {"regularization"}
+    assert result["validation_ndcg@10"] == max(validation_scores)
+    assert 10.0 <= result["params"]["regularization"] <= 5000.0
+    assert saved["params"] == result["params"]
+    assert load_tuned_params("tiny", "ease", tmp_path) == result["params"]
+    assert 0.0 <= result["test"]["ndcg@10"] <= 1.0
+    assert 0.0 <= result["default_test"]["ndcg@10"] <= 1.0
+    protocol = result["protocol"]
+    assert protocol["metric"] == "ndcg@10"
+    assert protocol["n_test_users"] == 16
+    assert protocol["n_train_users"] + protocol["n_validation_users"] + protocol["n_test_users"] == 80
+
+
+def test_tune_ranking_same_seed_same_result(tmp_path):
+    runs = [
+        tune(small_dataset(), "als", n_trials=2, seed=4, home=tmp_path, save=False,
+             fixed_params={"n_factors": 4, "epochs": 3})
+        for _ in range(2)
+    ]
+
+    assert runs[0]["params"] == runs[1]["params"]
+    assert runs[0]["params"]["n_factors"] == 4
+    assert set(runs[0]["params"]) == {"n_factors", "regularization", "alpha", "epochs", "rating_weight"}
+    assert runs[0]["test"]["ndcg@10"] == runs[1]["test"]["ndcg@10"]
 
 
 def test_tune_rejects_zero_trials(tmp_path):
@@ -120,6 +173,20 @@ def test_cli_tune_then_train_uses_tuned(movielens_home):
     assert json.loads(trained.stdout)["parameters"] == {**json.loads(untuned.stdout)["parameters"], **best}
     assert "animerec tune baseline" in trained.stderr
     assert json.loads(untuned.stdout)["parameters"]["user_regularization"] == 15.0
+
+
+def test_cli_tune_ease_then_train(movielens_home):
+    tuned = run_cli(movielens_home, "tune", "ease", "--trials", "2", "--json")
+    trained = run_cli(movielens_home, "train", "ease", "--json")
+    untuned = run_cli(movielens_home, "train", "ease", "--no-tuned", "--json")
+
+    assert tuned.returncode == 0, tuned.stderr
+    result = json.loads(tuned.stdout)
+    assert result["protocol"]["metric"] == "ndcg@10"
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["parameters"]["regularization"] == result["params"]["regularization"]
+    assert "animerec tune ease" in trained.stderr
+    assert json.loads(untuned.stdout)["parameters"]["regularization"] == 250.0
 
 
 def test_cli_predict(movielens_home):

@@ -914,7 +914,7 @@ def serve(
     )
 
 
-# --- predict and tune (rating models) --------------------------------------------------------
+# --- predict (rating models) and tune --------------------------------------------------------
 
 
 @app.command()
@@ -998,15 +998,17 @@ def _predicts_ratings(recommender: Any) -> bool:
 @guarded
 def tune(
     ctx: typer.Context,
-    model_name: Annotated[str, typer.Argument(metavar="MODEL", help="A rating model, e.g. biasedmf.")],
+    model_name: Annotated[
+        str, typer.Argument(metavar="MODEL", help="A model with a search space, e.g. biasedmf or ease.")
+    ],
     trials: Annotated[int, typer.Option("--trials", min=1, help="Number of Optuna trials.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and the sampler.")] = 42,
     test_fraction: Annotated[
-        float, typer.Option("--test-fraction", min=0.01, max=0.9, help="Share of ratings held out as the test set.")
+        float, typer.Option("--test-fraction", min=0.01, max=0.9, help="Share of ratings (top-n models: of users) held out as the test set.")
     ] = 0.2,
     validation_fraction: Annotated[
         float,
-        typer.Option("--validation-fraction", min=0.01, max=0.9, help="Share of the remaining ratings used to pick parameters."),
+        typer.Option("--validation-fraction", min=0.01, max=0.9, help="Share of the remaining ratings (top-n models: users) used to pick parameters."),
     ] = 0.2,
     timeout: Annotated[
         Optional[float], typer.Option("--timeout", metavar="SECONDS", help="Stop the search after this many seconds.")
@@ -1017,8 +1019,11 @@ def tune(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Search a rating model's parameters on a validation split, report the test score, and
-    save the best parameters for `animerec train`."""
+    """Search a model's parameters on a validation split, report the test score, and save the
+    best parameters for `animerec train`.
+
+    Rating models are scored by RMSE on held-out ratings; top-n models (itemknn, als, ease)
+    by NDCG@10 on held-out users, whose validation users never include a test user."""
     from animerec.evaluation.tuning import tune as run_tuning
     from animerec.models.registry import get_model_class
 
@@ -1043,11 +1048,25 @@ def tune(
         print_json(result)
         return
     typer.echo(f"Best parameters after {result['n_trials']} trials: {result['params']}")
-    typer.echo(f"Validation RMSE {result['validation_rmse']:.4f}")
-    typer.echo(
-        f"Test RMSE {result['test']['rmse']:.4f} (defaults: {result['default_test']['rmse']:.4f}), "
-        f"test MAE {result['test']['mae']:.4f} (defaults: {result['default_test']['mae']:.4f})"
-    )
+    if "validation_rmse" in result:
+        typer.echo(f"Validation RMSE {result['validation_rmse']:.4f}")
+        typer.echo(
+            f"Test RMSE {result['test']['rmse']:.4f} (defaults: {result['default_test']['rmse']:.4f}), "
+            f"test MAE {result['test']['mae']:.4f} (defaults: {result['default_test']['mae']:.4f})"
+        )
+    else:
+        protocol = result["protocol"]
+        metric = protocol["metric"]
+        recall = metric.replace("ndcg", "recall")
+        typer.echo(
+            f"Validation {metric} {result['validation_' + metric]:.4f} "
+            f"({protocol['n_validation_users']} validation users)"
+        )
+        typer.echo(
+            f"Test {metric} {result['test'][metric]:.4f} (defaults: {result['default_test'][metric]:.4f}), "
+            f"test {recall} {result['test'][recall]:.4f} (defaults: {result['default_test'][recall]:.4f}) "
+            f"on {protocol['n_test_users']} test users"
+        )
     typer.echo(f"Saved to {result['saved_to']}; `animerec train {model_name}` now uses them.")
 
 
