@@ -103,6 +103,7 @@ def test_tune_ranking_model_saves_best_params(tmp_path):
     assert set(result["params"]) == {"regularization"}
     assert result["validation_ndcg@10"] == max(validation_scores)
     assert 10.0 <= result["params"]["regularization"] <= 5000.0
+    assert result["trials"][0]["params"] == {"regularization": 250.0}
     assert saved["params"] == result["params"]
     assert load_tuned_params("tiny", "ease", tmp_path) == result["params"]
     assert 0.0 <= result["test"]["ndcg@10"] <= 1.0
@@ -122,6 +123,9 @@ def test_tune_ranking_same_seed_same_result(tmp_path):
 
     assert runs[0]["params"] == runs[1]["params"]
     assert runs[0]["params"]["n_factors"] == 4
+    assert runs[0]["trials"][0]["params"] == {
+        "n_factors": 4, "regularization": 5.0, "alpha": 2.0, "epochs": 3, "rating_weight": 1.0
+    }
     assert set(runs[0]["params"]) == {"n_factors", "regularization", "alpha", "epochs", "rating_weight"}
     assert runs[0]["test"]["ndcg@10"] == runs[1]["test"]["ndcg@10"]
 

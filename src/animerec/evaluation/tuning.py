@@ -17,7 +17,8 @@ Protocol for a top-n model (itemknn, als, ease, ...), by strong generalization:
 2. `validation_fraction` of the remaining training users (seed + 1) are the validation
    users, so they never include a test user.
 3. Each trial fits on the training users minus the validation users, folds in the
-   validation users' histories and is scored by validation NDCG@10 (higher is better).
+   validation users' histories and is scored by validation NDCG@10 (higher is better). The
+   first trial uses the model's defaults.
 4. The best parameters and the defaults are both refitted on all training users and scored
    once on the test users.
 
@@ -158,6 +159,16 @@ def _score_ranking(
     }
 
 
+def _numeric_defaults(model_class: type, fixed: dict[str, Any]) -> dict[str, Any]:
+    """Return the model's numeric default parameters that `fixed` does not set."""
+    defaults = model_class.config_class().to_dict()
+    return {
+        name: value
+        for name, value in defaults.items()
+        if name not in fixed and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
 def _tune_ranking(
     dataset: Dataset,
     model_name: str,
@@ -193,6 +204,9 @@ def _tune_ranking(
         return scores[metric]
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    # The first trial tries the defaults, so a short search never saves parameters that did
+    # worse than them on the validation users.
+    study.enqueue_trial(_numeric_defaults(model_class, fixed))
     study.optimize(objective, n_trials=n_trials, timeout=timeout)
     if not trials:
         raise ConfigError("no trial finished; raise the timeout or the number of trials")
