@@ -193,6 +193,14 @@ def test_cli_tune_ease_then_train(movielens_home):
     assert json.loads(untuned.stdout)["parameters"]["regularization"] == 250.0
 
 
+def test_cli_tune_popular_rejected(movielens_home):
+    rejected = run_cli(movielens_home, "tune", "popular", "--trials", "2")
+
+    assert rejected.returncode == 1
+    assert "nothing to tune" in rejected.stderr
+    assert "animerec train popular" in rejected.stderr
+
+
 def test_cli_predict(movielens_home):
     trained = run_cli(movielens_home, "train", "biasedmf", "--no-tuned")
     predicted = run_cli(movielens_home, "predict", "--user", "1", "Toy Story (1995)", "50", "--model", "biasedmf", "--json")

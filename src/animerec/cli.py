@@ -1024,10 +1024,12 @@ def tune(
 
     Rating models are scored by RMSE on held-out ratings; top-n models (itemknn, als, ease)
     by NDCG@10 on held-out users, whose validation users never include a test user."""
+    from animerec.evaluation.tuning import search_space_of
     from animerec.evaluation.tuning import tune as run_tuning
     from animerec.models.registry import get_model_class
 
-    get_model_class(model_name)  # an unknown name fails before the dataset loads
+    # An unknown name, or a model with nothing to tune, fails before the dataset loads.
+    search_space_of(get_model_class(model_name))
     fixed = parse_assignments(settings, "--set")
     options = _globals(ctx)
     store = open_store(ctx)
