@@ -280,7 +280,8 @@ def test_tuning_samples_cover_short_buckets_twice() -> None:
         (cut_users, cut_sizes), (natural_users, natural_sizes) = samples[bucket]
         # Every user who can keep a target after folding in `low` titles is cut to the bucket.
         assert cut_users.tolist() == validation[lengths - 1 >= low_by_bucket[bucket]].tolist()
-        assert (cut_sizes >= low_by_bucket[bucket]).all() and (cut_sizes <= high_by_bucket[bucket]).all()
+        assert (cut_sizes >= low_by_bucket[bucket]).all()
+        assert (cut_sizes <= high_by_bucket[bucket]).all()
         assert (cut_sizes < lengths[cut_users]).all()
         # Natural samples: whole histories of at most NATURAL_MAX_TITLES, sizes in the bucket.
         assert (lengths[natural_users] <= NATURAL_MAX_TITLES).all()

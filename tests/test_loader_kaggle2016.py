@@ -389,7 +389,8 @@ def test_header_only_file(kaggle_dir, file_name):
         load_kaggle_2016(directory)
 
     assert Path(caught.value.path).name == file_name
-    assert "no" in str(caught.value) and "rows" in str(caught.value)
+    assert "no" in str(caught.value)
+    assert "rows" in str(caught.value)
 
 
 def test_header_only_without_newline(kaggle_dir):

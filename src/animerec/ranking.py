@@ -1,9 +1,10 @@
 """The one ranking step: scores in, filtered top-n lists out.
 
-Every model returns raw scores; this module alone turns them into lists. It removes what the
-person has already seen, anime outside the allow list or inside the deny list, genre and
-type filters, adult titles (genre Hentai) unless asked for, items no model could score
-(-inf), and returns the n best, breaking score ties by the smaller anime_id.
+Every model returns raw scores, and this module alone turns them into lists. It removes
+the anime the person has already seen, anime outside the allow list or inside the deny
+list, anime the genre and type filters exclude, and adult titles (genre Hentai) unless the
+options include them. Items no model could score (-inf) never appear. It returns the n
+best and breaks score ties by the smaller anime_id.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ MAX_N = 1000
 
 @dataclass(frozen=True)
 class RankingOptions:
-    """What a list may contain and how long it is."""
+    """Filters and length of one recommendation list."""
 
     n: int = 10
     exclude_seen: bool = True
@@ -255,16 +256,18 @@ class Ranker:
 
 
 def top_n(scores: np.ndarray, n: int) -> list[tuple[int, float]]:
-    """Return up to n (position, score) pairs with the highest finite scores, best first;
-    equal scores are ordered by the smaller position (which is the smaller anime_id)."""
+    """Return up to n (position, score) pairs with the highest finite scores, best first.
+
+    Equal scores are ordered by the smaller position, which is the smaller anime_id.
+    """
     finite = np.isfinite(scores)
     count = int(finite.sum())
     if count == 0 or n <= 0:
         return []
     n = min(n, count)
     if n < count:
-        # The n-th best value; everything strictly better is in, ties with it are settled
-        # by position so the result does not depend on argpartition's internal order.
+        # Everything better than the n-th best value is in. Ties with that value are settled
+        # by position, so the result does not depend on argpartition's internal order.
         threshold = np.partition(np.where(finite, scores, -np.inf), -n)[-n]
         candidates = np.flatnonzero(finite & (scores >= threshold))
     else:

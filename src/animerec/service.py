@@ -374,7 +374,8 @@ class RecommenderService:
     def _resolve_history(
         self, history: Sequence[HistoryEntry]
     ) -> tuple[list[tuple[int, float | None]], list[int]]:
-        """Return the resolved entries the model knows and their positions in `history`."""
+        """Return the resolved entries in the model's item map and their positions in
+        `history`."""
         assert self.model is not None
         if not history:
             raise ConfigError("the history is empty: name at least one anime the person watched")

@@ -1,4 +1,5 @@
-"""Who watched and rated what, as users × items sparse matrices, and the dataset around it."""
+"""Interactions (watched and rated pairs) as users × items sparse matrices, and the dataset
+that combines them with the catalogue."""
 
 from __future__ import annotations
 

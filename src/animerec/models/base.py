@@ -153,8 +153,8 @@ class Recommender:
 
     def item_similarities(self, item_idx: int) -> np.ndarray:
         """Return the raw similarities of one item to every item (n_items, float32), the
-        item itself included; -inf where the model cannot say. Unlike `similar_items` it
-        sorts nothing, so explainers can read a few entries cheaply."""
+        item itself included, with -inf where the model has no similarity. Unlike
+        `similar_items` it sorts nothing, so explainers can read a few entries cheaply."""
         self.check_fitted()
         if not 0 <= int(item_idx) < len(self.items_):
             raise ConfigError(f"item_idx must be in 0..{len(self.items_) - 1}, got {item_idx}")

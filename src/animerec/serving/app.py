@@ -75,7 +75,8 @@ class ServerSettings:
     # BLAS threads per server process. One request is a small matrix product, so threads
     # buy little and several worker processes would fight over the cores; None: unchanged.
     blas_threads: int | None = 1
-    # Known users' answers kept per process (most recently used); 0 turns the cache off.
+    # Recommendation lists of known users cached per process (least recently used are
+    # evicted first); 0 turns the cache off.
     user_list_cache_size: int = 4096
     # The uvicorn supervisor of several worker processes: a reload request is passed on to
     # it as SIGHUP so that it replaces every worker, not only the one that got the request.

@@ -316,7 +316,9 @@ def read_catalog(path: Path, report: IngestReport | None = None, synopsis_path: 
         if "Premiered" in position:
             row["premiere_season"] = season
         if "Premiered" in position or "Aired" in position:
-            row["premiere_year"] = year if year is not None else (int(aired[:4]) if aired else None)
+            if year is None and aired:
+                year = int(aired[:4])
+            row["premiere_year"] = year
         if synopsis_column is not None:
             text = field(fields, synopsis_column)
             row["synopsis"] = None if text in MISSING_TEXT else text
