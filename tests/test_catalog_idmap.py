@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from animerec.data import IdMap, Interactions
+from animerec.data.interactions import histories_to_interactions
 from animerec.data.loaders.kaggle2016 import load_kaggle_2016
 from animerec.errors import ConfigError, NotFoundError, UnknownIdError
 
@@ -112,6 +116,56 @@ def test_history_known_values():
     assert rating.tolist()[:2] == [8.0, 6.0]
     assert np.isnan(rating[2])
     assert np.isnan(interactions.history(1)[1]).all()
+
+
+def test_fold_in_known_values():
+    items = IdMap([10, 20, 30], kind="anime_id")
+
+    folded = histories_to_interactions(
+        [[(30, 9.0), (10, None), (30, 7.0)], [], [(20, 4.0)]], items, weights=[[1.0, 0.5, 0.75], [], [-0.5]]
+    )
+
+    assert folded.user_items.toarray().tolist() == [[0.5, 0.0, 0.75], [0.0, 0.0, 0.0], [0.0, -0.5, 0.0]]
+    assert folded.ratings.toarray().tolist() == [[0.0, 0.0, 7.0], [0.0, 0.0, 0.0], [0.0, 4.0, 0.0]]
+    assert folded.users.ids.tolist() == [0, 1, 2]
+
+
+_fold_in_entry = st.tuples(
+    st.sampled_from([3, 10, 20, 30, 41]),
+    st.one_of(st.none(), st.integers(1, 10).map(float)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_fold_in_entry, max_size=8), min_size=1, max_size=5))
+def test_fold_in_matches_from_arrays(histories):
+    """Folded histories equal the general builder's result, the later of repeated entries winning."""
+    items = IdMap([3, 10, 20, 30, 41], kind="anime_id")
+    rows, anime, ratings = [], [], []
+    for person, history in enumerate(histories):
+        last = {anime_id: rating for anime_id, rating in history}
+        for anime_id, rating in last.items():
+            rows.append(person)
+            anime.append(anime_id)
+            ratings.append(np.nan if rating is None else rating)
+    expected = Interactions.from_arrays(
+        np.array(rows, dtype=np.int64), np.array(anime, dtype=np.int64), np.array(ratings, dtype=np.float32),
+        users=IdMap(range(len(histories)), kind="person"), items=items,
+    )
+
+    folded = histories_to_interactions(histories, items)
+
+    assert (folded.user_items != expected.user_items).nnz == 0
+    assert (folded.ratings != expected.ratings).nnz == 0
+    assert folded.user_items.has_sorted_indices
+    assert np.all(np.diff(folded.user_items.indptr) >= 0)
+
+
+def test_fold_in_rejects_unknown_anime():
+    items = IdMap([10, 20], kind="anime_id")
+
+    with pytest.raises(UnknownIdError, match="99"):
+        histories_to_interactions([[(10, None), (99, 5.0)]], items)
 
 
 def test_history_ignores_rating_outside_watched():
