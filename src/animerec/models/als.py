@@ -96,9 +96,12 @@ def confidence_weights(
     weights = sp.csr_matrix(interactions.user_items, dtype=np.float32, copy=True)
     weights.sum_duplicates()
     weights.sort_indices()
-    ratings = sp.csr_matrix(interactions.ratings, dtype=np.float32, copy=True)
-    ratings.sum_duplicates()
-    ratings.sort_indices()
+    ratings = interactions.ratings
+    if not (sp.isspmatrix_csr(ratings) and ratings.has_canonical_format):
+        # Only read below, so a canonical matrix is used as it is.
+        ratings = sp.csr_matrix(ratings, dtype=np.float32, copy=True)
+        ratings.sum_duplicates()
+        ratings.sort_indices()
     if rating_weight == 0 or ratings.nnz == 0:
         return weights
 
@@ -146,7 +149,8 @@ def fold_in_factors(
     the same system `implicit` solves approximately by conjugate gradient. People are grouped
     by history length and each group is solved as one batched NumPy call.
     """
-    confidence = sp.csr_matrix(confidence, dtype=np.float64)
+    if not sp.isspmatrix_csr(confidence):
+        confidence = sp.csr_matrix(confidence)
     confidence.sort_indices()
     n_people = confidence.shape[0]
     n_factors = item_factors.shape[1]
@@ -177,7 +181,7 @@ def fold_in_factors(
         in_history = np.arange(width)[None, :] < lengths[people][:, None]
         offsets = np.where(in_history, offsets, 0)
         item_idx = confidence.indices[offsets]
-        values = np.where(in_history, confidence.data[offsets], 0.0)
+        values = np.where(in_history, confidence.data[offsets].astype(np.float64), 0.0)
 
         # (group, width, n_factors); only the history rows are converted to float64.
         gathered = np.asarray(item_factors[item_idx], dtype=np.float64)
@@ -286,9 +290,10 @@ class ALSRecommender(Recommender):
         # Items without training interactions have meaningless factors, so they are left out.
         # `confidence_weights` returns a new matrix, so it is changed in place.
         weights.data[self.untrained_[weights.indices]] = 0.0
+        weights.data *= np.float32(self.config.alpha)
         weights.eliminate_zeros()
         return fold_in_factors(
-            weights * np.float32(self.config.alpha),
+            weights,
             self.item_factors_,
             self.config.regularization,
             item_gram=self._derived_array("item_gram"),
@@ -313,6 +318,19 @@ class ALSRecommender(Recommender):
         similarity *= self._derived_array("support_weight")[others]
         similarity[self.untrained_[others]] = -np.inf
         return similarity
+
+    def item_similarity_block(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """Return `item_similarities_to` for several items at once, as one matrix product."""
+        self.check_fitted()
+        items = np.asarray(items, dtype=np.int64)
+        others = np.asarray(others, dtype=np.int64)
+        if items.size and not (0 <= items.min() and items.max() < len(self.items_)):
+            raise ConfigError(f"item positions must be in 0..{len(self.items_) - 1}")
+        unit_factors = self._derived_array("unit_item_factors")
+        block = (unit_factors[items] @ unit_factors[others].T).astype(np.float32)
+        block *= self._derived_array("support_weight")[others]
+        block[:, self.untrained_[others]] = -np.inf
+        return block
 
     def _get_arrays(self) -> dict[str, np.ndarray]:
         return {
