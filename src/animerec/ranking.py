@@ -92,6 +92,8 @@ class Ranker:
         self.franchise_of = franchise_of
         self.start_order = start_order
         self._mask_cache: dict[tuple, np.ndarray] = {}
+        # Item positions sorted by group, for the `franchise_of` array they were built from.
+        self._groups_index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # --- candidate filtering -----------------------------------------------------------
 
@@ -245,7 +247,7 @@ class Ranker:
             if group in used_groups:
                 continue
             used_groups.add(group)
-            members = np.flatnonzero(franchise_of == group)
+            members = self._group_members(group)
             startable = members[unseen[members]]
             if startable.size:
                 entry = int(min(startable, key=lambda m: (order[m], m)))
@@ -253,6 +255,20 @@ class Ranker:
                 entry = item
             picked.append((entry, score))
         return picked
+
+    def _group_members(self, group: int) -> np.ndarray:
+        """Return the item positions of one franchise group, ascending."""
+        franchise_of = self.franchise_of
+        assert franchise_of is not None
+        index = self._groups_index
+        # The service may swap in new groups, so the index remembers which array it sorted.
+        if index is None or index[0] is not franchise_of:
+            positions = np.argsort(franchise_of, kind="stable")
+            index = (franchise_of, positions, franchise_of[positions])
+            self._groups_index = index
+        _, positions, sorted_groups = index
+        low, high = np.searchsorted(sorted_groups, [group, group + 1])
+        return positions[low:high]
 
 
 def top_n(scores: np.ndarray, n: int) -> list[tuple[int, float]]:
