@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -500,6 +501,12 @@ def test_docs_and_schema(client: httpx.Client) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.casefold()
+    # The page's script and style come from this server, not a CDN, so docs work offline.
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', docs.text)
+    assert len(assets) == 2
+    for asset in assets:
+        assert asset.startswith("/"), asset
+        assert client.get(asset).status_code == 200, asset
     schema = client.get("/openapi.json").json()
     for path in ("/health", "/anime/search", "/anime/{anime_id}", "/anime/{anime_id}/similar",
                  "/users/{user_id}/recommendations", "/recommendations", "/users/{user_id}/feedback",

@@ -238,3 +238,18 @@ def test_phone_sized_screen(server: ThreadedServer) -> None:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_api_docs_render_without_internet(server: ThreadedServer, browser) -> None:
+    """Swagger UI takes its script and style from this server, not a CDN, so the operations
+    appear on a machine without internet access."""
+    browser.get(server.url + "/docs")
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    try:
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")) >= 8)
+    except TimeoutException:
+        pytest.fail("Swagger UI listed no operations: " + browser.find_element(By.TAG_NAME, "body").text[:300])
+    paths = {e.text.replace("\u200b", "") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert "/recommendations" in paths
+    assert "/users/{user_id}/recommendations" in paths
+    screenshot(browser, "08-api-docs")

@@ -276,7 +276,11 @@ def create_app(
             app.state.feedback.close()
             logger.info("server stopped")
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files shipped with fastapi-offline, not from a CDN, so /docs
+    # works on a machine without internet access.
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(
         title="animerec",
         summary="Anime recommendations: for known users, for a posted history, similar titles.",
         version=_library_version(),
