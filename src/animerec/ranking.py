@@ -277,17 +277,17 @@ def top_n(scores: np.ndarray, n: int) -> list[tuple[int, float]]:
     Equal scores are ordered by the smaller position, which is the smaller anime_id.
     """
     finite = np.isfinite(scores)
-    count = int(finite.sum())
+    candidates = np.flatnonzero(finite)
+    count = candidates.size
     if count == 0 or n <= 0:
         return []
     n = min(n, count)
     if n < count:
         # Everything better than the n-th best value is in. Ties with that value are settled
         # by position, so the result does not depend on argpartition's internal order.
-        threshold = np.partition(np.where(finite, scores, -np.inf), -n)[-n]
-        candidates = np.flatnonzero(finite & (scores >= threshold))
-    else:
-        candidates = np.flatnonzero(finite)
+        values = scores[candidates]
+        threshold = np.partition(values, -n)[-n]
+        candidates = candidates[values >= threshold]
     order = np.lexsort((candidates, -scores[candidates]))[:n]
     chosen = candidates[order]
     return [(int(i), float(scores[i])) for i in chosen]

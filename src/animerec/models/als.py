@@ -252,13 +252,18 @@ class ALSRecommender(Recommender):
     def _derived_array(self, name: str) -> np.ndarray:
         """Return an array derived from the item factors, computed on first use.
 
-        Fold-in and explanations run once per request, so YᵀY ("item_gram") and the unit-length
-        item factors ("unit_item_factors") are kept instead of being recomputed every call.
+        Fold-in and explanations run once per request, so YᵀY ("item_gram"), the unit-length
+        item factors ("unit_item_factors") and the trained items' positions and factors are
+        kept instead of being recomputed every call.
         """
         derived = self.__dict__.setdefault("_derived", {})
         if name not in derived:
             factors = self.item_factors_
-            if name == "item_gram":
+            if name == "trained_positions":
+                derived[name] = np.flatnonzero(~self.untrained_)
+            elif name == "trained_factors":
+                derived[name] = np.ascontiguousarray(factors[~self.untrained_])
+            elif name == "item_gram":
                 factors_64 = np.asarray(factors, dtype=np.float64)
                 derived[name] = factors_64.T @ factors_64
             elif name == "support_weight":
@@ -276,8 +281,11 @@ class ALSRecommender(Recommender):
         return derived[name]
 
     def _scores_from_factors(self, person_factors: np.ndarray) -> np.ndarray:
-        scores = person_factors @ self.item_factors_.T
-        scores[:, self.untrained_] = -np.inf
+        # Untrained items' factors mean nothing, so only trained items are multiplied.
+        scores = np.full((person_factors.shape[0], len(self.item_factors_)), -np.inf, dtype=np.float32)
+        scores[:, self._derived_array("trained_positions")] = (
+            person_factors @ self._derived_array("trained_factors").T
+        )
         return scores
 
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
