@@ -781,3 +781,203 @@ def test_user_holdout_partition_property(seed, n_users, density, test_fraction):
     assert _id_pairs(split.train) | _id_pairs(split.target) == _id_pairs(interactions)
     assert not _id_pairs(split.train) & _id_pairs(split.target)
     assert split.train.ratings.nnz + split.target.ratings.nnz == interactions.ratings.nnz
+
+
+# --- temporal-global ---------------------------------------------------------------------
+
+# (user_id, anime_id, time): sorted times are 100 150 200 250 300 350 400 500 700 700 800 900,
+# so with test_fraction 0.25 the cut is the time at position round(0.75 × 12) = 9, i.e. 700,
+# and both interactions at 700 fall after it.
+GLOBAL_ROWS = [
+    (1, 10, 100), (1, 11, 200), (1, 12, 300), (1, 13, 700),
+    (2, 10, 150), (2, 14, 800), (2, 15, 900),
+    (3, 11, 250), (3, 12, 350), (3, 14, 400),
+    (4, 12, 500), (4, 15, 700),
+]
+
+
+def _timed_interactions(rows: list[tuple[int, int, int]]) -> Interactions:
+    table = np.array(rows, dtype=np.int64)
+    items = IdMap(np.arange(10, 16), kind="anime_id")
+    return Interactions.from_arrays(
+        table[:, 0], table[:, 1], np.full(len(rows), np.nan), items=items, timestamps=table[:, 2]
+    )
+
+
+def _user_id_pairs(interactions: Interactions, user_id: int) -> set[int]:
+    return {item for user, item in _id_pairs(interactions) if user == user_id}
+
+
+def test_temporal_global_known_split():
+    interactions = _timed_interactions(GLOBAL_ROWS)
+    split = splits.temporal_global_split(interactions, test_fraction=0.25, min_history=2)
+
+    assert split.protocol == "temporal-global"
+    assert split.settings["cut_time"] == 700
+    assert split.settings["cut_time_utc"] == "1970-01-01T00:11:40+00:00"
+    assert split.user_ids.tolist() == [1]
+    assert _id_pairs(split.fold_in) == {(1, 10), (1, 11), (1, 12)}
+    assert _id_pairs(split.target) == {(1, 13)}
+    assert _id_pairs(split.train) == {
+        (1, 10), (1, 11), (1, 12), (2, 10), (3, 11), (3, 12), (3, 14), (4, 12),
+    }
+    # The fold-in is the evaluated user's row in train.
+    assert split.train.users.ids[split.train_user_idx].tolist() == [1]
+    assert split.settings["n_dropped_interactions"] == 3
+    assert split.settings["n_eligible_users"] == 1
+    assert split.settings["share_after_cut"] == pytest.approx(4 / 12)
+    # Item 13 first appears at the cut, so no training user has it.
+    assert split.settings["n_target_cold_items"] == 1
+
+
+def test_temporal_global_min_history_one():
+    interactions = _timed_interactions(GLOBAL_ROWS)
+    split = splits.temporal_global_split(interactions, test_fraction=0.25, min_history=1)
+
+    assert split.user_ids.tolist() == [1, 2, 4]
+    assert _user_id_pairs(split.target, 2) == {14, 15}
+    assert _user_id_pairs(split.target, 4) == {15}
+    assert _user_id_pairs(split.fold_in, 4) == {12}
+    assert split.settings["n_dropped_interactions"] == 0
+
+
+@pytest.mark.parametrize("cut_time", [400, "400", "1970-01-01T00:06:40", "1970-01-01T01:06:40+01:00"])
+def test_temporal_global_explicit_cut(cut_time):
+    interactions = _timed_interactions(GLOBAL_ROWS)
+    split = splits.temporal_global_split(interactions, cut_time=cut_time, min_history=2)
+
+    assert split.settings["cut_time"] == 400
+    assert split.settings["test_fraction"] is None
+    assert split.user_ids.tolist() == [1, 3]
+    assert _user_id_pairs(split.target, 3) == {14}
+    assert _user_id_pairs(split.target, 1) == {13}
+    assert _id_pairs(split.train) == {(1, 10), (1, 11), (1, 12), (2, 10), (3, 11), (3, 12)}
+
+
+def test_temporal_global_invalid_cut_time_raises():
+    interactions = _timed_interactions(GLOBAL_ROWS)
+    with pytest.raises(ConfigError, match="'next spring'"):
+        splits.temporal_global_split(interactions, cut_time="next spring")
+
+
+def test_temporal_global_cut_before_all_data_raises():
+    interactions = _timed_interactions(GLOBAL_ROWS)
+    with pytest.raises(ConfigError, match="no test users"):
+        splits.temporal_global_split(interactions, cut_time=50)
+
+
+def test_temporal_global_without_timestamps_raises(dataset):
+    with pytest.raises(ConfigError, match="temporal-global protocol needs interaction timestamps"):
+        splits.temporal_global_split(dataset.interactions)
+    with pytest.raises(ConfigError, match="timestamps"):
+        runner.evaluate(dataset, [("popular", {})], protocol="temporal-global")
+
+
+def test_runner_temporal_global_stores_cut():
+    rows = [(user + 1000 * copy, item, time + copy) for copy in range(5) for user, item, time in GLOBAL_ROWS]
+    interactions = _timed_interactions(rows)
+    catalog = Catalog(
+        pd.DataFrame(
+            {
+                "anime_id": np.arange(10, 16),
+                "title": [f"Anime {i}" for i in range(6)],
+                "genres": [("Action",)] * 6,
+                "type": ["TV"] * 6,
+                "episodes": [12] * 6,
+                "score": np.linspace(6, 9, 6),
+                "members": np.arange(6) * 10,
+            }
+        )
+    )
+    timed = Dataset("timed", catalog, interactions, format="test")
+    result = runner.evaluate(
+        timed, [("popular", {})], protocol="temporal-global", cut_time="1970-01-01T00:06:40",
+        min_history=2, n_bootstrap=10,
+    )
+
+    assert result["protocol"]["name"] == "temporal-global"
+    assert result["protocol"]["settings"]["cut_time"] == 400
+    assert result["settings"]["cut_time"] == "1970-01-01T00:06:40"
+    # Users 1 and 3 of each of the 5 copies pass; copy c shifts times by c seconds only.
+    assert result["models"]["popular"]["n_users"] == 10
+
+
+def test_runner_cut_time_needs_temporal_global(dataset):
+    with pytest.raises(ConfigError, match="cut_time applies to temporal-global only"):
+        runner.evaluate(dataset, [("popular", {})], protocol="user-holdout", cut_time=400)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(3, 30),
+    st.floats(0.2, 0.9),
+    st.floats(0.05, 0.95),
+    st.integers(1, 4),
+)
+def test_temporal_global_partition_property(seed, n_users, density, test_fraction, min_history):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, 12)) < density
+    rows, cols = np.nonzero(mask)
+    if rows.size < 2:
+        return
+    # Few distinct times, so ties at the cut are common.
+    times = rng.integers(0, 20, rows.size)
+    items = IdMap(np.arange(12) * 2 + 1, kind="anime_id")
+    interactions = Interactions.from_arrays(
+        rows.astype(np.int64) + 100, cols.astype(np.int64) * 2 + 1, np.full(rows.size, np.nan),
+        items=items, timestamps=times,
+    )
+    time_of = {(int(u) + 100, int(c) * 2 + 1): int(t) for u, c, t in zip(rows, cols, times)}
+    try:
+        split = splits.temporal_global_split(
+            interactions, test_fraction=test_fraction, min_history=min_history, random_state=seed
+        )
+    except ConfigError as err:
+        assert "no test users" in str(err)
+        return
+
+    cut = split.settings["cut_time"]
+    train, target = _id_pairs(split.train), _id_pairs(split.target)
+    everything = _id_pairs(interactions)
+    dropped = everything - train - target
+    evaluated = set(split.user_ids.tolist())
+    assert all(time_of[pair] < cut for pair in train)
+    assert all(time_of[pair] >= cut for pair in target)
+    assert all(time_of[pair] >= cut for pair in dropped)
+    assert not train & target
+    assert train | target | dropped == everything
+    assert len(dropped) == split.settings["n_dropped_interactions"]
+    assert not {user for user, _ in dropped} & evaluated
+    assert _id_pairs(split.fold_in) == {pair for pair in train if pair[0] in evaluated}
+    for user in evaluated:
+        assert len(_user_id_pairs(split.fold_in, user)) >= min_history
+        assert len(_user_id_pairs(split.target, user)) >= 1
+
+
+@pytest.mark.slow
+def test_real_movielens_temporal_global():
+    folder = _data_root() / "movielens-100k"
+    if not (folder / "u.data").is_file():
+        pytest.skip(f"MovieLens 100K not found at {folder}; set ANIMEREC_TEST_DATA")
+    from animerec.data.loaders import load_format
+
+    movielens, _ = load_format("movielens-100k", folder)
+    result = runner.evaluate(
+        movielens, [("popular", {})], protocol="temporal-global", n_bootstrap=20
+    )
+    protocol_settings = result["protocol"]["settings"]
+    popular = result["models"]["popular"]
+
+    # The MovieLens 100K README dates the ratings from 19 September 1997 to 22 April 1998.
+    assert "1997-09" <= protocol_settings["cut_time_utc"] <= "1998-05"
+    assert 0.15 < protocol_settings["share_after_cut"] < 0.25
+    assert 0 < popular["n_users"] < 943
+    assert popular["n_users"] == protocol_settings["n_test_users"]
+    assert 0.0 <= popular["ndcg@10"] <= 1.0
+    assert 0.0 <= popular["recall@20"] <= 1.0
+    total = (
+        protocol_settings["n_train_interactions"] + protocol_settings["n_target_interactions"]
+        + protocol_settings["n_dropped_interactions"]
+    )
+    assert total == movielens.interactions.nnz

@@ -749,7 +749,17 @@ def evaluate(
     ] = None,
     test_fraction: Annotated[
         Optional[float],
-        typer.Option("--test-fraction", help="Share held out per user (user-holdout, temporal) or of all ratings."),
+        typer.Option(
+            "--test-fraction",
+            help="Share held out per user (user-holdout, temporal), of all interactions (temporal-global) or of all ratings.",
+        ),
+    ] = None,
+    cut_time: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cut-time",
+            help="Temporal-global: train on interactions before this time, Unix seconds or an ISO 8601 date (UTC), e.g. 1998-03-01.",
+        ),
     ] = None,
     min_history: Annotated[
         Optional[int],
@@ -804,6 +814,7 @@ def evaluate(
         "recall_k": recall_k,
         "fold_in_fraction": fold_in_fraction,
         "test_fraction": test_fraction,
+        "cut_time": cut_time,
         "min_history": min_history,
         "fold_in_max": fold_in_max,
         "leave_k": leave_k,
@@ -1022,8 +1033,10 @@ def tune(
     """Search a model's parameters on a validation split, report the test score, and save the
     best parameters for `animerec train`.
 
-    Rating models are scored by RMSE on held-out ratings; top-n models (itemknn, als, ease)
-    by NDCG@10 on held-out users, whose validation users never include a test user."""
+    Rating models are scored by RMSE on held-out ratings; top-n models (itemknn, als, ease,
+    content, hybrid) by NDCG@10 on held-out users, whose validation users never include a
+    test user. A hybrid trial is a full hybrid fit, one to two minutes on the Kaggle 2016
+    sample."""
     from animerec.evaluation.tuning import search_space_of
     from animerec.evaluation.tuning import tune as run_tuning
     from animerec.models.registry import get_model_class

@@ -39,7 +39,9 @@ from animerec.evaluation.splits import (
     rating_holdout_split,
     rating_kfold_splits,
     save_split_dir,
+    CutTime,
     strong_generalization_split,
+    temporal_global_split,
     temporal_split,
     user_holdout_split,
 )
@@ -54,11 +56,14 @@ Protocol = Literal[
     "user-holdout",
     "leave-k-out",
     "temporal",
+    "temporal-global",
     "rating-holdout",
     "rating-kfold",
     "rating-predefined",
 ]
-RANKING_PROTOCOLS = ("strong-generalization", "user-holdout", "leave-k-out", "temporal")
+RANKING_PROTOCOLS = (
+    "strong-generalization", "user-holdout", "leave-k-out", "temporal", "temporal-global"
+)
 RATING_PROTOCOLS = ("rating-holdout", "rating-kfold", "rating-predefined")
 PROTOCOLS = RANKING_PROTOCOLS + RATING_PROTOCOLS
 
@@ -115,6 +120,7 @@ def evaluate(
     min_history: int | None = None,
     fold_in_max: int | None = None,
     test_fraction: float = 0.2,
+    cut_time: CutTime | None = None,
     leave_k: int = 1,
     n_folds: int = 5,
     fold_set: str = "folds",
@@ -143,6 +149,11 @@ def evaluate(
       there so later runs reuse it.
     - user-holdout and temporal: `test_fraction` of each user's history is the target;
       `test_users` (default: all eligible) and `min_history` (default 5).
+    - temporal-global: one cut time for all users, `cut_time` (Unix seconds or an ISO 8601
+      date, read as UTC) or else the time with about `test_fraction` of all interactions at
+      or after it. Training is everything before the cut. Users with `min_history`
+      (default 5) interactions before it and one after are evaluated (or `test_users` of
+      them). The cut is stored in `protocol.settings`.
     - leave-k-out: `leave_k` items per user are the target.
     - rating-holdout: `test_fraction` of all ratings; rating-kfold: `n_folds`;
       rating-predefined: the folds in `dataset.metadata[fold_set]` (MovieLens 100K: "folds"
@@ -174,6 +185,8 @@ def evaluate(
         raise ConfigError(
             f"fold_in_max applies to strong-generalization only, not to protocol {protocol!r}"
         )
+    if cut_time is not None and protocol != "temporal-global":
+        raise ConfigError(f"cut_time applies to temporal-global only, not to protocol {protocol!r}")
 
     started = time.perf_counter()
     if protocol in RATING_PROTOCOLS:
@@ -185,7 +198,7 @@ def evaluate(
         result = _evaluate_ranking(
             dataset, model_specs, names, protocol, seed=seed, test_users=test_users,
             fold_in_fraction=fold_in_fraction, min_history=min_history, fold_in_max=fold_in_max,
-            test_fraction=test_fraction, leave_k=leave_k, split_dir=split_dir,
+            test_fraction=test_fraction, cut_time=cut_time, leave_k=leave_k, split_dir=split_dir,
             split_overlap=split_overlap, k=int(k), recall_k=int(recall_k),
             include_adult=include_adult, batch_size=batch_size, n_bootstrap=n_bootstrap,
             confidence=confidence, notify=notify,
@@ -206,7 +219,9 @@ def evaluate(
     call_settings = {
         "seed": seed, "test_users": test_users, "fold_in_fraction": fold_in_fraction,
         "min_history": min_history, "fold_in_max": fold_in_max,
-        "test_fraction": test_fraction, "leave_k": leave_k,
+        "test_fraction": test_fraction,
+        "cut_time": cut_time.isoformat() if isinstance(cut_time, dt.date) else cut_time,
+        "leave_k": leave_k,
         "n_folds": n_folds, "fold_set": fold_set, "split_dir": None if split_dir is None else str(split_dir),
         "split_overlap": split_overlap, "k": k, "recall_k": recall_k,
         "include_adult": include_adult, "n_bootstrap": n_bootstrap, "confidence": confidence,
@@ -284,6 +299,7 @@ def make_ranking_split(
     split_dir: str | Path | None,
     split_overlap: Literal["raise", "drop"] = "drop",
     fold_in_max: int | None = None,
+    cut_time: CutTime | None = None,
 ) -> RankingSplit:
     """Build the split of a top-n protocol (see `evaluate` for the settings)."""
     interactions = dataset.interactions
@@ -313,6 +329,11 @@ def make_ranking_split(
             interactions, leave_k=leave_k, test_users=test_users, min_history=min_history,
             random_state=seed,
         )
+    if protocol == "temporal-global":
+        return temporal_global_split(
+            interactions, test_fraction=test_fraction, cut_time=cut_time,
+            test_users=test_users, min_history=min_history, random_state=seed,
+        )
     return temporal_split(
         interactions, test_fraction=test_fraction,
         test_users=test_users, min_history=min_history, random_state=seed,
@@ -331,6 +352,7 @@ def _evaluate_ranking(
     min_history: int,
     fold_in_max: int | None,
     test_fraction: float,
+    cut_time: CutTime | None,
     leave_k: int,
     split_dir: str | Path | None,
     split_overlap: Literal["raise", "drop"],
@@ -347,6 +369,7 @@ def _evaluate_ranking(
         dataset, protocol, seed=seed, test_users=test_users, fold_in_fraction=fold_in_fraction,
         min_history=min_history, test_fraction=test_fraction, leave_k=leave_k,
         split_dir=split_dir, split_overlap=split_overlap, fold_in_max=fold_in_max,
+        cut_time=cut_time,
     )
     train_dataset = _with_interactions(dataset, split.train)
     list_length = max(k, recall_k)

@@ -12,10 +12,11 @@ and the same data give the same split.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ DEFAULT_MIN_HISTORY = 5
 # Strong generalization evaluates every user who can have a fold-in and a target, so the
 # short-history buckets hold the people they describe instead of none of them.
 STRONG_MIN_HISTORY = 2
+
+# A cut time of the temporal-global protocol: Unix seconds, an ISO 8601 string, a date or a datetime.
+CutTime = Union[int, float, str, dt.date, dt.datetime]
 
 
 @dataclass(frozen=True)
@@ -347,30 +351,12 @@ def temporal_split(
     `ConfigError`.
 
     NOTE: the cut is per user, not one global time, so training still contains other
-    users' interactions from after a test user's cut-off.
+    users' interactions from after a test user's cut-off. `temporal_global_split` uses one
+    cut time for everyone instead.
     """
-    if timestamps is None:
-        timestamps = interactions.timestamps
-    if timestamps is None:
-        raise ConfigError(
-            "the temporal protocol needs interaction timestamps, and this dataset has none; "
-            "use strong-generalization, user-holdout or leave-k-out instead"
-        )
+    timestamps = _aligned_timestamps(interactions, timestamps, "temporal")
     test_fraction = _check_fraction("test_fraction", test_fraction)
     user_items = interactions.user_items
-    user_items.sort_indices()
-    timestamps = sp.csr_matrix(timestamps)
-    timestamps.sort_indices()
-    if (
-        timestamps.shape != user_items.shape
-        or timestamps.nnz != user_items.nnz
-        or not np.array_equal(timestamps.indices, user_items.indices)
-        or not np.array_equal(timestamps.indptr, user_items.indptr)
-    ):
-        raise DataError(
-            "timestamps must cover exactly the stored pairs of the interactions; "
-            "the dataset's timestamp matrix does not match its user_items"
-        )
     rng = resolve_rng(random_state)
     eligible = _eligible_users(interactions, min_history)
     test_idx = _draw_users(rng, eligible, test_users, min_history)
@@ -388,6 +374,165 @@ def temporal_split(
         n_eligible_users=int(eligible.size),
     )
     return split
+
+
+def temporal_global_split(
+    interactions: Interactions,
+    timestamps: sp.csr_matrix | None = None,
+    *,
+    test_fraction: float = 0.2,
+    cut_time: CutTime | None = None,
+    test_users: float | int | None = None,
+    min_history: int = DEFAULT_MIN_HISTORY,
+    random_state: int | np.random.Generator | None = None,
+) -> RankingSplit:
+    """Global temporal split: one cut time for everyone, so nothing after it is trained on.
+
+    The cut is `cut_time` when given (Unix seconds, an ISO 8601 date or time read as UTC
+    when it has no offset, or a datetime), else the time such that about `test_fraction` of
+    all interactions are at or after it. It is the timestamp at position
+    round-half-up((1 - `test_fraction`) × n) of the sorted times, so ties at that time all
+    fall after the cut. Training is every interaction before the cut, from all users.
+
+    Users with at least `min_history` interactions before the cut and at least one at or
+    after it are eligible, and `test_users` of them (None, the default: all) are evaluated.
+    An evaluated user's interactions before the cut are the fold-in (their row in `train`)
+    and the rest is the target. Interactions at or after the cut of other users are dropped.
+    A target may contain items nobody watched before the cut, which collaborative models
+    cannot rank; `settings["n_target_cold_items"]` counts those target pairs.
+
+    `timestamps` (default: `interactions.timestamps`) is a users × items CSR with the same
+    stored pairs as `user_items`. Data without timestamps raises `ConfigError`.
+    """
+    timestamps = _aligned_timestamps(interactions, timestamps, "temporal-global")
+    if isinstance(min_history, bool) or int(min_history) < 1:
+        raise ConfigError(
+            f"min_history must be at least 1 interaction before the cut, got {min_history!r}"
+        )
+    min_history = int(min_history)
+    times = timestamps.data.astype(np.int64)
+    if times.size < 2:
+        raise ConfigError(
+            f"the temporal-global protocol needs at least 2 interactions, but this data has {times.size}"
+        )
+    if cut_time is None:
+        test_fraction = _check_fraction("test_fraction", test_fraction)
+        n_before = int(_n_kept(np.array([times.size]), 1.0 - test_fraction)[0])
+        cut = int(np.partition(times, n_before)[n_before])
+    else:
+        cut = to_unix_seconds(cut_time)
+
+    after = times >= cut
+    rows = _entry_rows(interactions.user_items)
+    n_before_by_user = np.bincount(rows[~after], minlength=interactions.n_users)
+    n_after_by_user = np.bincount(rows[after], minlength=interactions.n_users)
+    eligible = np.flatnonzero((n_before_by_user >= min_history) & (n_after_by_user >= 1))
+    cut_utc = _utc_text(cut)
+    if eligible.size == 0:
+        raise ConfigError(
+            f"no test users: no user has at least {min_history} interactions before the cut "
+            f"{cut_utc} and one at or after it; lower min_history or move the cut"
+        )
+    rng = resolve_rng(random_state)
+    test_idx = _draw_users(rng, eligible, test_users, min_history)
+
+    train, later = split_entries(interactions, after)
+    fold_in = train.select_users(test_idx)
+    target = later.select_users(test_idx)
+    trained_items = np.diff(train.user_items.tocsc().indptr) > 0
+    target_items = target.user_items.indices
+
+    settings: dict[str, Any] = {
+        "cut_time": cut,
+        "cut_time_utc": cut_utc,
+        "test_fraction": None if cut_time is not None else test_fraction,
+        "share_after_cut": float(after.mean()),
+        "test_users": test_users,
+        "min_history": min_history,
+        "n_eligible_users": int(eligible.size),
+        "n_train_users": int(np.count_nonzero(n_before_by_user)),
+        "n_test_users": int(test_idx.size),
+        "n_train_interactions": int(train.nnz),
+        "n_target_interactions": int(target.nnz),
+        "n_dropped_interactions": int(later.nnz - target.nnz),
+        "n_target_cold_items": int(np.count_nonzero(~trained_items[target_items])),
+    }
+    logger.info(
+        "temporal-global cut at %s: %d train, %d target and %d dropped interactions",
+        cut_utc, train.nnz, target.nnz, later.nnz - target.nnz,
+    )
+    return RankingSplit(
+        "temporal-global", train, fold_in, target, test_idx.astype(np.int64), settings
+    )
+
+
+def to_unix_seconds(value: CutTime) -> int:
+    """Convert a cut time to whole Unix seconds.
+
+    Accepts a number of seconds, a string with one, an ISO 8601 date or date and time, or a
+    datetime. Values without a UTC offset are read as UTC. Fractions of a second are dropped.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"cut_time must be Unix seconds or an ISO 8601 date, got {value!r}")
+    if isinstance(value, (int, np.integer, float, np.floating)):
+        return int(value)
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(float(text))
+        except ValueError:
+            pass
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError as err:
+            raise ConfigError(
+                f"cut_time {value!r} is neither Unix seconds nor an ISO 8601 date or time "
+                "(e.g. 1998-03-01 or 1998-03-01T12:00:00+00:00)"
+            ) from err
+    else:
+        raise ConfigError(
+            f"cut_time must be Unix seconds, an ISO 8601 string or a datetime, got {type(value).__name__}"
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp())
+
+
+def _utc_text(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _aligned_timestamps(
+    interactions: Interactions, timestamps: sp.csr_matrix | None, protocol: str
+) -> sp.csr_matrix:
+    """Return the timestamp matrix (default: `interactions.timestamps`) with sorted indices,
+    so its stored entries line up one to one with those of `user_items`."""
+    if timestamps is None:
+        timestamps = interactions.timestamps
+    if timestamps is None:
+        raise ConfigError(
+            f"the {protocol} protocol needs interaction timestamps, and this dataset has none; "
+            "use strong-generalization, user-holdout or leave-k-out instead"
+        )
+    user_items = interactions.user_items
+    user_items.sort_indices()
+    timestamps = sp.csr_matrix(timestamps)
+    timestamps.sort_indices()
+    if (
+        timestamps.shape != user_items.shape
+        or timestamps.nnz != user_items.nnz
+        or not np.array_equal(timestamps.indices, user_items.indices)
+        or not np.array_equal(timestamps.indptr, user_items.indptr)
+    ):
+        raise DataError(
+            "timestamps must cover exactly the stored pairs of the interactions; "
+            "the dataset's timestamp matrix does not match its user_items"
+        )
+    return timestamps
 
 
 def _draw_users(
