@@ -16,7 +16,16 @@ import pytest
 from animerec.data import Catalog, Dataset, IdMap, Interactions
 from animerec.data.frames import catalog_frame
 from animerec.errors import ConfigError, DataError
-from animerec.evaluation.tuning import load_tuned_params, ranking_tuning_splits, tune, tuned_path
+from animerec.evaluation.tuning import (
+    _numeric_defaults,
+    load_tuned_params,
+    ranking_tuning_splits,
+    tune,
+    tuned_path,
+)
+from animerec.models.content import SEARCHED_WEIGHTS, ContentConfig, ContentRecommender
+from animerec.models.hybrid import HybridRecommender
+from animerec.models.registry import create_model
 
 pytest.importorskip("optuna")
 
@@ -143,6 +152,105 @@ def test_unreadable_tuned_file(tmp_path):
     with pytest.raises(DataError, match="unreadable"):
         load_tuned_params("tiny", "baseline", tmp_path)
     assert load_tuned_params("tiny", "biasedmf", tmp_path) is None
+
+
+# --- search spaces of the content and hybrid models ---------------------------------------
+
+
+def first_trial_params(model_class: type) -> dict:
+    """Return the search space's parameters for the default trial that `tune` enqueues first."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(_numeric_defaults(model_class, {}))
+    return model_class.search_space(study.ask())
+
+
+def test_content_first_trial_is_defaults():
+    defaults = ContentConfig().to_dict()
+
+    params = first_trial_params(ContentRecommender)
+
+    assert params == {name: defaults[name] for name in SEARCHED_WEIGHTS}
+    assert create_model("content", **params).config == ContentConfig()
+
+
+def test_content_space_draws_zero_weights():
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [ContentRecommender.search_space(study.ask()) for _ in range(50)]
+    values = [value for params in drawn for value in params.values()]
+
+    assert all(set(params) == set(SEARCHED_WEIGHTS) for params in drawn)
+    assert all(0.0 <= value <= 2.0 for value in values)
+    assert all(value == round(value, 1) for value in values)
+    # With 21 grid values per weight and 400 draws, about 19 zeros are expected.
+    assert values.count(0.0) >= 5
+    for params in drawn:
+        assert create_model("content", **params).config.to_dict().items() >= params.items()
+
+
+def test_content_space_fixed_trial():
+    import optuna
+
+    chosen = {name: 0.0 for name in SEARCHED_WEIGHTS} | {"genre_weight": 1.7}
+
+    params = ContentRecommender.search_space(optuna.trial.FixedTrial(chosen))
+    model = create_model("content", **params)
+
+    assert params == chosen
+    assert model.config.genre_weight == 1.7
+    assert model.config.synopsis_weight == 0.0
+
+
+def test_hybrid_first_trial_is_defaults():
+    params = first_trial_params(HybridRecommender)
+    model = create_model("hybrid", **params)
+
+    # EASE's default regularization is 250, written into cf_params as JSON.
+    assert params == {"cf_params": '{"regularization": 250.0}', "validation_fraction": 0.2}
+    assert model.config.validation_fraction == 0.2
+    assert model._make_cf().config.regularization == 250.0
+    assert create_model("hybrid")._make_cf().config == model._make_cf().config
+
+
+def test_hybrid_space_maps_to_config_fields():
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(10):
+        params = HybridRecommender.search_space(study.ask())
+        model = create_model("hybrid", **params)
+        regularization = json.loads(params["cf_params"])["regularization"]
+
+        assert set(params) == {"cf_params", "validation_fraction"}
+        assert 10.0 <= regularization <= 5000.0
+        assert model._make_cf().config.regularization == pytest.approx(regularization)
+        assert params["validation_fraction"] in (0.1, 0.15, 0.2, 0.25, 0.3)
+        assert model.config.cf_model == "ease"
+
+
+def test_tune_content_on_anime_2016(shared_data, tmp_path):
+    from animerec.data.loaders.kaggle2016 import load_kaggle_2016
+
+    directory = shared_data / "anime-2016"
+    if not (directory / "rating.csv").is_file():
+        pytest.skip(f"{directory}/rating.csv not found")
+    dataset, _ = load_kaggle_2016(directory)
+    defaults = ContentConfig().to_dict()
+
+    result = tune(dataset, "content", n_trials=2, seed=7, home=tmp_path)
+    validation_scores = [trial["ndcg@10"] for trial in result["trials"]]
+
+    assert result["n_trials"] == 2
+    assert set(result["params"]) == set(SEARCHED_WEIGHTS)
+    assert result["trials"][0]["params"] == {name: defaults[name] for name in SEARCHED_WEIGHTS}
+    assert result["validation_ndcg@10"] == max(validation_scores)
+    assert 0.0 < result["validation_ndcg@10"] <= 1.0
+    assert 0.0 < result["test"]["ndcg@10"] <= 1.0
+    assert 0.0 < result["default_test"]["ndcg@10"] <= 1.0
+    assert load_tuned_params(dataset.name, "content", tmp_path) == result["params"]
 
 
 # --- the commands, end to end on MovieLens 100K ------------------------------------------

@@ -160,13 +160,22 @@ def _score_ranking(
 
 
 def _numeric_defaults(model_class: type, fixed: dict[str, Any]) -> dict[str, Any]:
-    """Return the model's numeric default parameters that `fixed` does not set."""
+    """Return the Optuna parameters of the first trial, which reproduce the model's defaults.
+
+    These are the config's numeric defaults that `fixed` does not set. A model whose search
+    space draws parameters that are not config fields (hybrid's `cf_regularization`, written
+    into its JSON `cf_params`) gives their defaults with a `search_defaults()` classmethod.
+    """
     defaults = model_class.config_class().to_dict()
-    return {
+    params = {
         name: value
         for name, value in defaults.items()
         if name not in fixed and isinstance(value, (int, float)) and not isinstance(value, bool)
     }
+    search_defaults = getattr(model_class, "search_defaults", None)
+    if search_defaults is not None:
+        params.update(search_defaults())
+    return params
 
 
 def _tune_ranking(
