@@ -131,6 +131,45 @@ def test_ease_matches_closed_form() -> None:
     assert np.isneginf(scores[-2:]).all()
 
 
+def test_ease_dropout_matches_closed_form() -> None:
+    interactions = random_interactions(seed=5)
+    regularization, dropout = 3.0, 0.4
+    model = EASERecommender(regularization=regularization, dropout=dropout).fit(interactions)
+    x = interactions.user_items.toarray().astype(np.float64)[:, :-2]
+    gram = x.T @ x
+    # Each anime's penalty: λ plus p / (1 − p) times its own Gram diagonal entry.
+    penalty = regularization + dropout / (1 - dropout) * np.diag(gram)
+    inverse = np.linalg.inv(gram + np.diag(penalty))
+    expected = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(expected, 0.0)
+
+    np.testing.assert_allclose(model.weights_, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_ease_dropout_simulated_matches_penalty() -> None:
+    """Averaging the loss over many random dropout masks gives the penalised loss."""
+    rng = np.random.default_rng(8)
+    x = (rng.random((40, 6)) < 0.4).astype(np.float64)
+    weights = rng.standard_normal((6, 6))
+    np.fill_diagonal(weights, 0.0)
+    dropout = 0.3
+    masks = rng.random((20_000, *x.shape)) >= dropout
+    dropped = x[None] * masks / (1 - dropout)
+    simulated = np.mean(np.sum((x[None] - dropped @ weights) ** 2, axis=(1, 2)))
+    gram_diagonal = np.sum(x * x, axis=0)
+    penalised = np.sum((x - x @ weights) ** 2) + dropout / (1 - dropout) * np.sum(
+        gram_diagonal * np.sum(weights**2, axis=1)
+    )
+
+    assert simulated == pytest.approx(penalised, rel=0.01)
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5])
+def test_ease_rejects_dropout_outside_range(dropout: float) -> None:
+    with pytest.raises(ConfigError, match="dropout"):
+        EASERecommender(dropout=dropout)
+
+
 def test_ease_rejects_nonpositive_regularization() -> None:
     with pytest.raises(ConfigError, match="regularization"):
         EASERecommender(regularization=0.0)
