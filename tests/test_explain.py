@@ -70,6 +70,22 @@ def test_liked_weights_skip_below_mean() -> None:
     assert weights.tolist() == pytest.approx([1 + 3 / 2.25, 0.0, 1.0, 1.0])
 
 
+def test_liked_weights_keep_high_ratings_below_mean() -> None:
+    """A 9 next to a 10 is still liked, and weighs less than the 10."""
+    weights = liked_weights(np.array([9.0, 10.0]), (1.0, 10.0))
+
+    assert weights.tolist() == pytest.approx([1 - 0.5 / 2.25, 1 + 0.5 / 2.25])
+
+
+def test_liked_weights_skip_low_ratings_of_harsh_rater() -> None:
+    """Ratings below the middle of the scale are never liked, whatever the person's mean."""
+    weights = liked_weights(np.array([3.0, 2.0, 6.0]), (1.0, 10.0))
+
+    assert weights[0] == 0.0
+    assert weights[1] == 0.0
+    assert weights[2] == pytest.approx(1 + (6 - 11 / 3) / 2.25)
+
+
 def test_content_reasons_name_title_and_features(dataset: Dataset) -> None:
     model = create_model("content").fit(dataset)
     items = dataset.interactions.items

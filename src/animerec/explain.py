@@ -56,8 +56,13 @@ _BLOCK_PHRASES = {
 
 
 def liked_weights(history_ratings: np.ndarray, rating_scale: tuple[float, float]) -> np.ndarray:
-    """Return each history title's weight in reasons: 0 when not liked, more when rated
-    above the person's mean. Matches the content model's profile weights."""
+    """Return each history title's weight in reasons.
+
+    A rated title weighs what it weighs in the content model's profile, 1 + (rating − the
+    person's mean) / (scale width / 4) clipped to [0, 3], so a favourite outweighs a title
+    merely liked. A title rated below the middle of the scale weighs 0 (it is not named as
+    liked, even by a person whose ratings are all low). An unrated title weighs 1.
+    """
     ratings = np.asarray(history_ratings, dtype=np.float64)
     weights = np.ones(ratings.shape, dtype=np.float64)
     rated = ~np.isnan(ratings)
@@ -66,7 +71,7 @@ def liked_weights(history_ratings: np.ndarray, rating_scale: tuple[float, float]
         spread = max((high - low) / 4.0, 1e-6)
         mean = float(ratings[rated].mean())
         weights[rated] = np.clip(1.0 + (ratings[rated] - mean) / spread, 0.0, 3.0)
-        weights[rated & (ratings < mean)] = 0.0
+        weights[rated & (ratings < (low + high) / 2.0)] = 0.0
     return weights
 
 
