@@ -18,6 +18,7 @@ from animerec.franchise import (
     franchises_from_groups,
     franchises_from_titles,
     load_franchises,
+    prefer_watched,
     read_franchise_file,
     title_stem,
 )
@@ -295,13 +296,51 @@ def test_collapse_off_keeps_every_entry(saga_ranker: Ranker) -> None:
     assert ids_of(lists[0]) == [3, 2, 4]
 
 
-def test_collapse_respects_filters(saga_ranker: Ranker) -> None:
+def test_collapse_drops_franchise_with_denied_start(saga_ranker: Ranker) -> None:
+    """Not interested in the first season means not interested in the franchise."""
     scores = np.array([[0.1, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
     options = RankingOptions(n=3, collapse_franchises=True, deny=(1,))
 
     lists = saga_ranker.rank(scores, options)
 
-    assert ids_of(lists[0]) == [2, 4, 5]
+    assert ids_of(lists[0]) == [4, 5]
+
+
+def mixed_saga_ranker() -> Ranker:
+    # Saga's first season is tagged Horror; its movie and "Other" are movies.
+    catalog = Catalog(
+        catalog_frame(
+            anime_id=[1, 2, 3, 4, 5],
+            title=["Saga", "Saga 2nd Season", "Saga Movie", "Other", "Else"],
+            genres=[("Horror", "Mystery"), ("Mystery",), ("Mystery",), ("Mystery",), ("Mystery",)],
+            type=["TV", "TV", "Movie", "Movie", "TV"],
+            episodes=[12, 12, 1, 1, 12],
+            score=[None] * 5,
+            members=[None] * 5,
+        )
+    )
+    groups = franchises_from_groups([("Saga", [1, 2, 3])], catalog, catalog.items)
+    return Ranker(catalog, catalog.items, groups.franchise_of, groups.start_order)
+
+
+def test_collapse_drops_franchise_with_filtered_start() -> None:
+    """A genre filter that excludes the first season does not surface the second."""
+    scores = np.array([[0.1, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
+    options = RankingOptions(n=3, collapse_franchises=True, exclude_genres=("Horror",))
+
+    lists = mixed_saga_ranker().rank(scores, options)
+
+    assert ids_of(lists[0]) == [4, 5]
+
+
+def test_collapse_starts_at_requested_type() -> None:
+    """Asking for movies starts a franchise at its first unseen movie."""
+    scores = np.array([[0.1, 0.5, 0.9, 0.3, 0.2]], dtype=np.float32)
+    options = RankingOptions(n=3, collapse_franchises=True, types=("Movie",))
+
+    lists = mixed_saga_ranker().rank(scores, options)
+
+    assert ids_of(lists[0]) == [3, 4]
 
 
 def test_collapse_fills_list_past_block(catalog_2016: Catalog) -> None:
@@ -317,3 +356,26 @@ def test_collapse_fills_list_past_block(catalog_2016: Catalog) -> None:
         groups = [franchises.franchise_of[r.item_idx] for r in recommendations]
         grouped = [g for g in groups if g >= 0]
         assert len(grouped) == len(set(grouped))
+
+
+def test_prefer_watched_moves_unwatched_entries_last() -> None:
+    # Group 0 is items 0..2 in start order 0, 1, 2; item 0 has no viewer.
+    order = prefer_watched(np.array([0, 1, 2, 0]), np.array([False, True, True, True]))
+
+    assert order[1] < order[2] < order[0]
+    assert order[3] == 0
+
+
+def test_collapse_skips_unwatched_reairing(catalog_2016: Catalog) -> None:
+    """FLCL's TV re-airing (no viewers in the sample) does not replace the original OVA."""
+    franchises = franchises_from_groups([("FLCL", [227, 33010])], catalog_2016, catalog_2016.items)
+    items = catalog_2016.items
+    watched = np.ones(len(items), dtype=bool)
+    watched[items.index(33010)] = False
+    ranker = Ranker(catalog_2016, items, franchises.franchise_of, prefer_watched(franchises.start_order, watched))
+    scores = np.full((1, len(items)), -np.inf, dtype=np.float32)
+    scores[0, items.index(227)] = 1.0
+
+    listed = ranker.rank(scores, RankingOptions(n=1, collapse_franchises=True))[0]
+
+    assert [r.anime_id for r in listed] == [227]

@@ -185,6 +185,15 @@ class Ranker:
             raise ConfigError(f"seen has shape {seen.shape}, scores {scores.shape}")
         candidates = self.candidate_mask(options)
         collapse = options.collapse_franchises and self.franchise_of is not None
+        # The kinds of entries asked for (types, allow list): a franchise starts at its first
+        # unseen entry of those kinds. The other filters then decide whether it is listed.
+        startable_kinds = (
+            self.candidate_mask(
+                options.replace(include_adult=True, genres=(), exclude_genres=(), deny=())
+            )
+            if collapse
+            else candidates
+        )
         results = []
         for row in range(scores.shape[0]):
             row_scores = np.where(candidates, scores[row], -np.inf)
@@ -194,7 +203,7 @@ class Ranker:
             if options.exclude_seen:
                 row_scores[seen_idx] = -np.inf
             if collapse:
-                chosen = self._top_n_collapsed(row_scores, options.n, candidates, seen_idx)
+                chosen = self._top_n_collapsed(row_scores, options.n, candidates, seen_idx, startable_kinds)
             else:
                 chosen = top_n(row_scores, options.n)
             ids = self.items.ids
@@ -209,19 +218,23 @@ class Ranker:
         n: int,
         candidates: np.ndarray,
         seen_idx: np.ndarray,
+        startable_kinds: np.ndarray | None = None,
     ) -> list[tuple[int, float]]:
         """Top-n with at most one title per franchise group.
 
         The group's best score stands for the group. The title shown is the group's earliest
-        entry (by `start_order`) that the filters allow and the person has not seen, even
-        when the model could not score that entry itself (an anime with no training
-        interactions); when the person has seen every allowed entry and seen titles are not
-        excluded, the best-scored entry is shown.
+        unseen entry (by `start_order`) of the kinds asked for (`startable_kinds`: the type
+        filter and allow list), even when the model could not score that entry itself (an
+        anime with no training interactions). When the other filters exclude that entry
+        (a genre filter, adult titles, "not interested"), the whole group is left out rather
+        than offering a later entry. When the person has seen every entry and seen titles
+        are not excluded, the best-scored entry is shown.
         """
         assert self.franchise_of is not None
         franchise_of = self.franchise_of
         order = self.start_order if self.start_order is not None else np.arange(len(self.items))
-        unseen = candidates.copy()
+        kinds = candidates if startable_kinds is None else startable_kinds
+        unseen = kinds.copy()
         unseen[seen_idx] = False
 
         picked: list[tuple[int, float]] = []
@@ -251,6 +264,8 @@ class Ranker:
             startable = members[unseen[members]]
             if startable.size:
                 entry = int(min(startable, key=lambda m: (order[m], m)))
+                if not candidates[entry]:
+                    continue
             else:
                 entry = item
             picked.append((entry, score))
