@@ -25,7 +25,7 @@ from animerec.data.malexport import MalExport
 from animerec.data.watch_status import WatchStatus
 from animerec.errors import ConfigError, NotFoundError, UnknownIdError
 from animerec.explain import service_reasons
-from animerec.franchise import load_franchises
+from animerec.franchise import load_franchises, prefer_watched
 from animerec.models.base import META_FILE, Recommender, load_model
 from animerec.ranking import Ranker, RankingOptions, Recommendation
 
@@ -133,8 +133,18 @@ class RecommenderService:
         if self.ranker.franchise_of is not None:
             return
         groups = load_franchises(self.catalog, self.model.items_, self.franchise_file)
-        self.ranker.start_order = groups.start_order
+        self.ranker.start_order = prefer_watched(groups.start_order, self._watched_items())
         self.ranker.franchise_of = groups.franchise_of
+
+    def _watched_items(self) -> np.ndarray:
+        """Return a mask over the model's items of the anime someone in the data watched."""
+        assert self.model is not None
+        interactions = self.dataset.interactions
+        counts = interactions.user_items.getnnz(axis=0)
+        if interactions.items == self.model.items_:
+            return counts > 0
+        positions = interactions.items.to_idx(self.model.items_.ids, unknown="mask")
+        return np.where(positions >= 0, counts[np.maximum(positions, 0)] > 0, False)
 
     def close(self) -> None:
         """Close the store this service was opened with, if any."""
