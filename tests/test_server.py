@@ -271,6 +271,18 @@ def test_history_with_ratings_and_exclude(client: httpx.Client) -> None:
     assert body["history_size"] == 2
 
 
+def test_history_size_counts_distinct_anime(client: httpx.Client) -> None:
+    response = client.post(
+        "/recommendations", json={"liked": [COWBOY_BEBOP, "Cowboy Bebop", "Steins;Gate"]}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["history_size"] == 2
+    ids = [item["anime_id"] for item in body["items"]]
+    assert COWBOY_BEBOP not in ids
+    assert STEINS_GATE not in ids
+
+
 def test_history_filters_apply(client: httpx.Client) -> None:
     items = client.post(
         "/recommendations", params={"types": "Movie", "n": 8}, json={"liked": [COWBOY_BEBOP]}
@@ -309,6 +321,24 @@ def test_history_malformed_body_is_422(client: httpx.Client, content: bytes) -> 
         "/recommendations", content=content, headers={"content-type": "application/json"}
     )
     assert_error(response, 422)
+
+
+def test_malformed_json_messages_match(client: httpx.Client, dataset) -> None:
+    content = b'{"anime_id": 1, "action": '
+    headers = {"content-type": "application/json"}
+    user_id = unknown_user_id(dataset, 6)
+    for path in ("/recommendations", f"/users/{user_id}/feedback"):
+        body = assert_error(client.post(path, content=content, headers=headers), 422)
+        assert body["detail"].startswith("invalid request: body: Invalid JSON"), body["detail"]
+        assert [error["location"] for error in body["errors"]] == ["body"]
+
+
+def test_validator_message_has_no_prefix(client: httpx.Client, dataset) -> None:
+    user_id = unknown_user_id(dataset, 6)
+    response = client.post(f"/users/{user_id}/feedback", json={"anime_id": 1, "action": "rate"})
+    body = assert_error(response, 422)
+    assert body["detail"] == "invalid request: body: action 'rate' needs a rating"
+    assert body["errors"][0]["message"] == "action 'rate' needs a rating"
 
 
 def test_history_rating_outside_scale_is_422(client: httpx.Client) -> None:
@@ -442,6 +472,38 @@ def test_unknown_user_with_feedback_gets_fold_in(client: httpx.Client, dataset) 
     ids = [item["anime_id"] for item in body["items"]]
     assert len(ids) == 5
     assert STEINS_GATE not in ids
+
+
+def test_not_interested_keeps_model_scores(client: httpx.Client, dataset, known_user) -> None:
+    # Another user than `known_user`, whose feedback other tests change.
+    interactions = dataset.interactions
+    lengths = interactions.user_items.getnnz(axis=1)
+    user_id = int(interactions.users.ids[int(lengths.argsort()[-2])])
+    assert user_id != known_user[0]
+    path = f"/users/{user_id}/recommendations"
+    params = {"n": 10, "collapse": "false"}
+    # Recorded with n=10 too, so that the list is in the user-list cache.
+    before = client.get(path, params=params).json()
+    assert before["source"] == "model"
+    longer = client.get(path, params={**params, "n": 11}).json()["items"]
+    assert [item["anime_id"] for item in longer[:10]] == [
+        item["anime_id"] for item in before["items"]
+    ]
+    marked = longer[2]["anime_id"]
+
+    response = client.post(
+        f"/users/{user_id}/feedback", json={"anime_id": marked, "action": "not_interested"}
+    )
+    assert response.status_code == 201, response.text
+
+    after = client.get(path, params=params).json()
+    assert after["source"] == "model"
+    assert "history_size" not in after
+    expected = [item for item in longer if item["anime_id"] != marked]
+    assert [item["anime_id"] for item in after["items"]] == [
+        item["anime_id"] for item in expected
+    ]
+    assert [item["score"] for item in after["items"]] == [item["score"] for item in expected]
 
 
 def test_only_not_interested_is_404(client: httpx.Client, dataset) -> None:

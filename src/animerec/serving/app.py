@@ -402,5 +402,16 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _plain_error(error: dict) -> dict:
     """Keep the JSON-safe parts of a pydantic error (its `input` can be anything)."""
-    location = ".".join(str(part) for part in error.get("loc", ()))
-    return {"location": location, "message": str(error.get("msg", "invalid value"))}
+    loc = tuple(error.get("loc", ()))
+    message = str(error.get("msg", "invalid value"))
+    context = error.get("ctx") or {}
+    if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+        # FastAPI's own body parser reports ("body", character offset) with the json
+        # module's reason in ctx. Word it like pydantic's "Invalid JSON: ..." errors.
+        reason = str(context.get("error", "the body is not valid JSON"))
+        message = f"Invalid JSON: {reason} at character {loc[1]}"
+        loc = loc[:1]
+    elif error.get("type") == "value_error":
+        message = message.removeprefix("Value error, ")
+    location = ".".join(str(part) for part in loc)
+    return {"location": location, "message": message}

@@ -114,7 +114,8 @@ class UserListCache:
 
     Keys are (user_id, options). The entries belong to one service and are dropped when a
     reload brings another. A user with feedback never reaches the cache, because the route
-    folds the feedback in first, so feedback shows on the next request as before.
+    checks for feedback first and builds those lists fresh, so new feedback shows on the
+    next request.
     """
 
     def __init__(self, size: int) -> None:
@@ -270,7 +271,8 @@ def build_router() -> APIRouter:
         """Recommend for a user of the training data, or for anyone who sent feedback.
 
         Feedback is folded in without retraining: rated and watched anime join the user's
-        history and leave the list, not-interested anime leave the list.
+        history and leave the list, not-interested anime leave the list. A known user whose
+        feedback is only "not interested" keeps the model's own scores.
         """
         service = current_service(request)
         feedback = request.app.state.feedback.for_user(user_id)
@@ -286,16 +288,25 @@ def build_router() -> APIRouter:
                 return response
             return Response(body, media_type=JSONBody.media_type)
 
-        history = known_history(service, user_id) + feedback.history
+        # Lists shaped by feedback skip the cache, because new feedback must show at once.
+        options = options.replace(deny=options.deny + tuple(feedback.not_interested))
+        training_history = known_history(service, user_id)
+        if training_history and not feedback.history:
+            # "Not interested" entries add no history, so the model's own scores stay and
+            # the marked anime only leave the list.
+            items = service.recommend_user(user_id, options)
+            return _recommendations(service, items, user_id=user_id, source="model")
+
+        history = training_history + feedback.history
         if not history:
             raise UnknownIdError(
                 f"unknown user_id {user_id}: the model has no history for this user and the "
                 "feedback has only 'not interested' entries; rate or mark watched one anime first"
             )
-        options = options.replace(deny=options.deny + tuple(feedback.not_interested))
         items = service.recommend_history(history, options)
+        history_size = len({anime_id for anime_id, _ in history})
         return _recommendations(
-            service, items, user_id=user_id, source="fold-in", history_size=len(history)
+            service, items, user_id=user_id, source="fold-in", history_size=history_size
         )
 
     @router.post(
@@ -315,14 +326,18 @@ def build_router() -> APIRouter:
             history, exclude = await _read_export(request, service)
         else:
             body = _parse_history(await request.body())
-            history = body.entries()
+            # Resolve titles here, so that an anime named by id and by title counts once.
+            history = [
+                (service.resolve(reference), rating) for reference, rating in body.entries()
+            ]
             exclude = _resolve_all(service, body.exclude)
         for _, rating in history:
             _check_rating(service, rating)
         if exclude:
             options = options.replace(deny=options.deny + exclude)
         items = service.recommend_history(history, options)
-        return _recommendations(service, items, source="fold-in", history_size=len(history))
+        history_size = len({anime_id for anime_id, _ in history})
+        return _recommendations(service, items, source="fold-in", history_size=history_size)
 
     @router.get("/users/{user_id}/feedback", tags=["feedback"])
     async def user_feedback(request: Request, user_id: int = Path(ge=0, le=MAX_ID)) -> Response:
