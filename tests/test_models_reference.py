@@ -118,7 +118,7 @@ def test_spd_inverse_in_place(monkeypatch) -> None:
 def test_ease_matches_closed_form() -> None:
     interactions = random_interactions(seed=4)
     regularization = 7.0
-    model = EASERecommender(regularization=regularization).fit(interactions)
+    model = EASERecommender(regularization=regularization, dropout=0.0).fit(interactions)
     x = interactions.user_items.toarray().astype(np.float64)[:, :-2]  # anime with interactions
     inverse = np.linalg.inv(x.T @ x + regularization * np.eye(x.shape[1]))
     expected = -inverse / np.diag(inverse)[None, :]

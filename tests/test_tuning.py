@@ -109,10 +109,11 @@ def test_tune_ranking_model_saves_best_params(tmp_path):
     validation_scores = [trial["ndcg@10"] for trial in result["trials"]]
 
     assert result["n_trials"] == 3
-    assert set(result["params"]) == {"regularization"}
+    assert set(result["params"]) == {"regularization", "dropout"}
     assert result["validation_ndcg@10"] == max(validation_scores)
     assert 10.0 <= result["params"]["regularization"] <= 5000.0
-    assert result["trials"][0]["params"] == {"regularization": 250.0}
+    assert 0.0 <= result["params"]["dropout"] <= 0.7
+    assert result["trials"][0]["params"] == {"regularization": 100.0, "dropout": 0.33}
     assert saved["params"] == result["params"]
     assert load_tuned_params("tiny", "ease", tmp_path) == result["params"]
     assert 0.0 <= result["test"]["ndcg@10"] <= 1.0
@@ -208,10 +209,10 @@ def test_hybrid_first_trial_is_defaults():
     params = first_trial_params(HybridRecommender)
     model = create_model("hybrid", **params)
 
-    # EASE's default regularization is 250, written into cf_params as JSON.
-    assert params == {"cf_params": '{"regularization": 250.0}', "validation_fraction": 0.2}
+    # EASE's default regularization is 100, written into cf_params as JSON.
+    assert params == {"cf_params": '{"regularization": 100.0}', "validation_fraction": 0.2}
     assert model.config.validation_fraction == 0.2
-    assert model._make_cf().config.regularization == 250.0
+    assert model._make_cf().config.regularization == 100.0
     assert create_model("hybrid")._make_cf().config == model._make_cf().config
 
 
@@ -298,7 +299,7 @@ def test_cli_tune_ease_then_train(movielens_home):
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["parameters"]["regularization"] == result["params"]["regularization"]
     assert "animerec tune ease" in trained.stderr
-    assert json.loads(untuned.stdout)["parameters"]["regularization"] == 250.0
+    assert json.loads(untuned.stdout)["parameters"]["regularization"] == 100.0
 
 
 def test_cli_tune_popular_rejected(movielens_home):
