@@ -84,3 +84,12 @@ def test_report_round_trip_json():
     assert restored.problem_count("unknown_anime") == 0
     assert "duplicates: 3 rows that repeat a pair (last row wins)" in restored.summary_lines()
     assert "  e.g. one" in restored.summary_lines()
+
+
+def test_install_hint_names_both_commands() -> None:
+    from animerec.errors import install_hint
+
+    hint = install_hint("serve")
+
+    assert "pip install 'animerec[serve]'" in hint
+    assert "pip install -e '.[serve]'" in hint

@@ -49,3 +49,8 @@ class ConfigError(AnimerecError, ValueError):
 
 class NotFoundError(AnimerecError):
     """A named thing (dataset, model bundle, title) that does not exist."""
+
+
+def install_hint(extra: str) -> str:
+    """Return the commands that install an optional extra, from PyPI and from a clone."""
+    return f"`pip install 'animerec[{extra}]'` (in a clone of the repository: `pip install -e '.[{extra}]'`)"

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from animerec.data.interactions import Dataset, Interactions
-from animerec.errors import ConfigError
+from animerec.errors import ConfigError, install_hint
 from animerec.models.base import ModelConfig, Recommender, iter_chunks, untrained_items_mask
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def require(module: str, package: str, peer: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        extra = " or `pip install 'animerec[peers]'`" if package == "scikit-surprise" else ""
+        extra = f" or {install_hint('peers')}" if package == "scikit-surprise" else ""
         raise ConfigError(
             f"peer {peer!r} needs the {package} package, which is not installed ({err}); "
             f"install it with `pip install {package}`{extra}"

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from animerec.errors import ConfigError
+from animerec.errors import ConfigError, install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def _pyplot():
     except ImportError as err:
         raise ConfigError(
             "the evaluation report draws its charts with matplotlib, which is not installed; "
-            "install it with `pip install animerec[eval]`"
+            f"install it with {install_hint('eval')}"
         ) from err
 
     matplotlib.use("Agg", force=False)

@@ -41,7 +41,7 @@ import numpy as np
 
 import animerec
 from animerec.data.interactions import Dataset
-from animerec.errors import ConfigError, DataError
+from animerec.errors import ConfigError, DataError, install_hint
 from animerec.evaluation import metrics as m
 from animerec.evaluation.runner import _create, rank_split
 from animerec.evaluation.splits import (
@@ -279,7 +279,7 @@ def tune(
         import optuna
     except ImportError as err:
         raise ConfigError(
-            f"tuning needs optuna, which is not installed ({err}); run `pip install 'animerec[eval]'`"
+            f"tuning needs optuna, which is not installed ({err}); run {install_hint('eval')}"
         ) from err
 
     if int(n_trials) < 1:

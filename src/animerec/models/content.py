@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from animerec.data.catalog import Catalog
 from animerec.data.idmap import IdMap
 from animerec.data.interactions import Dataset, Interactions
-from animerec.errors import ConfigError
+from animerec.errors import ConfigError, install_hint
 from animerec.models.base import (
     ModelConfig,
     Recommender,
@@ -273,7 +273,7 @@ def _synopsis_block(values: pd.Series, max_features: int) -> tuple[sp.csr_matrix
         from sklearn.feature_extraction.text import TfidfVectorizer
     except ImportError as err:  # pragma: no cover - depends on the installed extras
         raise ConfigError(
-            "synopsis features need scikit-learn: pip install 'animerec[content]', "
+            f"synopsis features need scikit-learn: run {install_hint('content')}, "
             "or set synopsis_weight=0"
         ) from err
     texts = ["" if _is_missing(v) else str(v) for v in values]

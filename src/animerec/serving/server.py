@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from animerec.errors import ConfigError
+from animerec.errors import ConfigError, install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def check_serve_extra() -> None:
     if missing:
         raise ConfigError(
             f"the HTTP server needs {', '.join(missing)}, which are not installed: "
-            "run `pip install 'animerec[serve]'`"
+            f"run {install_hint('serve')}"
         )
 
 
