@@ -213,6 +213,9 @@ def test_real_items_map(real):
         ("GINTAMA&#039;", 9969),
         ("Gintama", 918),
         ("steins;gate", 9253),
+        ("steins gate", 9253),
+        ("Fullmetal Alchemist Brotherhood", 5114),
+        ("re zero kara hajimeru isekai seikatsu", 31240),
         ("  Steins;Gate  ", 9253),
         ("Pokemon Diamond &amp; Pearl", 1565),
         ("Pokemon Diamond & Pearl", 1565),
@@ -234,6 +237,37 @@ def test_real_resolve_ambiguous(real):
     assert "ambiguous" in message
     assert "OVA, id 22399" in message
     assert "Movie, id 30059" in message
+
+
+def test_real_resolve_punctuation_ambiguous(real):
+    """Without punctuation "Gintama!" could be Gintama or Gintama', so both are listed."""
+    with pytest.raises(NotFoundError) as caught:
+        real.catalog.resolve("Gintama!")
+
+    message = str(caught.value)
+    assert "ambiguous" in message
+    assert "id 918" in message
+    assert "id 9969" in message
+
+
+def test_real_resolve_every_title_without_punctuation(real):
+    """Each title whose punctuation-free form names one anime resolves from that form."""
+    from collections import Counter
+
+    from animerec.data.catalog import fold_punctuation, normalize_title
+
+    catalog = real.catalog
+    folded = [fold_punctuation(normalize_title(str(t))) for t in catalog.frame["title"]]
+    counts = Counter(folded)
+    checked = 0
+    for anime_id, key in zip(catalog.items.ids.tolist(), folded):
+        # A key of digits only reads as an anime id, and an exact title match wins first.
+        if counts[key] != 1 or not key or key.isdigit() or key in catalog._title_positions():
+            continue
+        assert catalog.resolve(key) == anime_id, key
+        checked += 1
+
+    assert checked > 1000
 
 
 def test_real_resolve_typo_lists_closest(real):

@@ -31,6 +31,12 @@ def normalize_title(title: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def fold_punctuation(normalized: str) -> str:
+    """Fold a normalized title further: punctuation becomes spaces ("steins;gate" and
+    "steins gate" are equal), so a title typed without its symbols still matches."""
+    return re.sub(r"[\W_]+", " ", normalized).strip()
+
+
 @dataclass(frozen=True)
 class Catalog:
     """Anime metadata as a DataFrame indexed by position, with `anime_id` sorted ascending.
@@ -113,6 +119,16 @@ class Catalog:
             object.__setattr__(self, "_title_positions_cache", cached)
         return cached
 
+    def _folded_positions(self) -> dict[str, list[int]]:
+        """Map each title folded by `fold_punctuation` to its row positions."""
+        cached = self.__dict__.get("_folded_positions_cache")
+        if cached is None:
+            cached = {}
+            for pos, title in enumerate(self._normalized_titles()):
+                cached.setdefault(fold_punctuation(title), []).append(pos)
+            object.__setattr__(self, "_folded_positions_cache", cached)
+        return cached
+
     def _members(self) -> np.ndarray:
         cached = self.__dict__.get("_members_cache")
         if cached is None:
@@ -182,9 +198,13 @@ class Catalog:
 
     def resolve_title(self, text: str) -> int:
         """Return the anime id of the one title that equals `text` (case, accents and HTML
-        entities ignored). Raise `NotFoundError` listing the closest matches otherwise."""
+        entities ignored), else of the one title with the same words when punctuation is
+        ignored too. Raise `NotFoundError` listing the closest matches otherwise."""
         query = normalize_title(text)
         exact = self._title_positions().get(query, [])
+        if not exact:
+            # "steins gate" for "Steins;Gate": the same words without the punctuation.
+            exact = self._folded_positions().get(fold_punctuation(query), [])
         ids = self.items.ids  # positions follow anime_id order, as the frame does
         if len(exact) == 1:
             return int(ids[exact[0]])
