@@ -209,10 +209,13 @@ def test_hybrid_first_trial_is_defaults():
     params = first_trial_params(HybridRecommender)
     model = create_model("hybrid", **params)
 
-    # EASE's default regularization is 100, written into cf_params as JSON.
-    assert params == {"cf_params": '{"regularization": 100.0}', "validation_fraction": 0.2}
+    # EASE's defaults (regularization 100, dropout 0.33), written into cf_params as JSON.
+    assert json.loads(params["cf_params"]) == {"regularization": 100.0, "dropout": 0.33}
+    assert params["validation_fraction"] == 0.2
+    assert set(params) == {"cf_params", "validation_fraction"}
     assert model.config.validation_fraction == 0.2
     assert model._make_cf().config.regularization == 100.0
+    assert model._make_cf().config.dropout == 0.33
     assert create_model("hybrid")._make_cf().config == model._make_cf().config
 
 
@@ -223,11 +226,15 @@ def test_hybrid_space_maps_to_config_fields():
     for _ in range(10):
         params = HybridRecommender.search_space(study.ask())
         model = create_model("hybrid", **params)
-        regularization = json.loads(params["cf_params"])["regularization"]
+        cf_params = json.loads(params["cf_params"])
+        regularization = cf_params["regularization"]
 
         assert set(params) == {"cf_params", "validation_fraction"}
+        assert set(cf_params) == {"regularization", "dropout"}
         assert 10.0 <= regularization <= 5000.0
+        assert 0.0 <= cf_params["dropout"] <= 0.7
         assert model._make_cf().config.regularization == pytest.approx(regularization)
+        assert model._make_cf().config.dropout == pytest.approx(cf_params["dropout"])
         assert params["validation_fraction"] in (0.1, 0.15, 0.2, 0.25, 0.3)
         assert model.config.cf_model == "ease"
 

@@ -163,8 +163,9 @@ def _numeric_defaults(model_class: type, fixed: dict[str, Any]) -> dict[str, Any
     """Return the Optuna parameters of the first trial, which reproduce the model's defaults.
 
     These are the config's numeric defaults that `fixed` does not set. A model whose search
-    space draws parameters that are not config fields (hybrid's `cf_regularization`, written
-    into its JSON `cf_params`) gives their defaults with a `search_defaults()` classmethod.
+    space draws parameters that are not config fields (the hybrid's collaborative
+    parameters, written into its JSON `cf_params`) gives their defaults with a
+    `search_defaults()` classmethod.
     """
     defaults = model_class.config_class().to_dict()
     params = {

@@ -287,34 +287,41 @@ class HybridRecommender(Recommender):
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
-        """Return the EASE regularization (as `cf_params`) and `validation_fraction` for one trial.
+        """Return `cf_params` and `validation_fraction` for one Optuna trial.
 
         `fit` already tunes the blend weights, so the outer search covers the collaborative
-        component and the share of training users that tunes the blend. The Optuna
-        parameter `cf_regularization` is not a config field. It is written into `cf_params`
-        as JSON, and `search_defaults` gives its default, so the first trial reproduces the
-        defaults. Each trial is a full hybrid fit, which takes one to two minutes on the
-        Kaggle 2016 sample (4,879 users).
+        component, through that model's own `search_space` written into `cf_params` as
+        JSON, and the share of training users that tunes the blend. `search_defaults` gives
+        the collaborative parameters' defaults, so the first trial reproduces the defaults.
+        Each trial is a full hybrid fit, which takes one to two minutes on the Kaggle 2016
+        sample (4,879 users).
 
-        NOTE: the range assumes the default `cf_model` "ease". To tune with another
+        NOTE: the space follows the default `cf_model` ("ease"). To tune with another
         `cf_model`, fix `cf_params` too, and only `validation_fraction` is searched.
         """
-        regularization = trial.suggest_float("cf_regularization", 10.0, 5000.0, log=True)
+        cf_params = cls._default_cf_class().search_space(trial)
         return {
-            "cf_params": json.dumps({"regularization": regularization}),
+            "cf_params": json.dumps(cf_params),
             # Rounding drops float noise from the grid (0.15000000000000002 becomes 0.15).
             "validation_fraction": round(trial.suggest_float("validation_fraction", 0.1, 0.3, step=0.05), 2),
         }
 
     @classmethod
     def search_defaults(cls) -> dict[str, Any]:
-        """Return the Optuna parameters of `search_space` that are not config fields, at their defaults."""
+        """Return the default collaborative parameters, under the names `search_space` draws."""
+        defaults = cls._default_cf_class().config_class().to_dict()
+        defaults.update(json.loads(HybridConfig().cf_params))
+        return {
+            name: value
+            for name, value in defaults.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+
+    @staticmethod
+    def _default_cf_class() -> type[Recommender]:
         from animerec.models.registry import get_model_class
 
-        config = HybridConfig()
-        cf_defaults = get_model_class(config.cf_model).config_class().to_dict()
-        cf_defaults.update(json.loads(config.cf_params))
-        return {"cf_regularization": float(cf_defaults["regularization"])}
+        return get_model_class(HybridConfig().cf_model)
 
     # --- fitting ----------------------------------------------------------------------
 
