@@ -290,14 +290,14 @@ def build_router() -> APIRouter:
 
         # Lists shaped by feedback skip the cache, because new feedback must show at once.
         options = options.replace(deny=options.deny + tuple(feedback.not_interested))
-        training_history = known_history(service, user_id)
-        if training_history and not feedback.history:
+        model = service.model
+        if not feedback.history and model is not None and int(user_id) in model.users_:
             # "Not interested" entries add no history, so the model's own scores stay and
             # the marked anime only leave the list.
             items = service.recommend_user(user_id, options)
             return _recommendations(service, items, user_id=user_id, source="model")
 
-        history = training_history + feedback.history
+        history = known_history(service, user_id) + feedback.history
         if not history:
             raise UnknownIdError(
                 f"unknown user_id {user_id}: the model has no history for this user and the "
