@@ -974,6 +974,9 @@ def test_real_movielens_temporal_global():
     assert 0.15 < protocol_settings["share_after_cut"] < 0.25
     assert 0 < popular["n_users"] < 943
     assert popular["n_users"] == protocol_settings["n_test_users"]
+    # Users active only after the cut have empty training rows and are not counted.
+    assert result["protocol"]["n_train_users"] == protocol_settings["n_train_users"]
+    assert result["protocol"]["n_train_users"] < 943
     assert 0.0 <= popular["ndcg@10"] <= 1.0
     assert 0.0 <= popular["recall@20"] <= 1.0
     total = (

@@ -724,7 +724,10 @@ def evaluate(
     protocol: Annotated[
         Optional[str], typer.Option(
             "--protocol",
-            help="Evaluation protocol, e.g. user-holdout or rating-kfold (default: strong-generalization).",
+            help=(
+                "Evaluation protocol: strong-generalization (default), user-holdout, leave-k-out, "
+                "temporal, temporal-global, rating-holdout, rating-kfold or rating-predefined."
+            ),
         )
     ] = None,
     split_dir: Annotated[

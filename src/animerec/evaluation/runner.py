@@ -29,6 +29,7 @@ from animerec.evaluation import metrics as m
 from animerec.evaluation.splits import (
     DEFAULT_MIN_HISTORY,
     STRONG_MIN_HISTORY,
+    CutTime,
     RankingSplit,
     RatingFold,
     leave_k_out_split,
@@ -39,7 +40,6 @@ from animerec.evaluation.splits import (
     rating_holdout_split,
     rating_kfold_splits,
     save_split_dir,
-    CutTime,
     strong_generalization_split,
     temporal_global_split,
     temporal_split,
@@ -447,7 +447,9 @@ def _evaluate_ranking(
             "seed": int(seed),
             "settings": settings,
             "n_test_users": int(split.n_users),
-            "n_train_users": int(split.train.n_users),
+            # Users with at least one training interaction: under temporal-global the
+            # training matrix also has empty rows for users active only after the cut.
+            "n_train_users": context.n_train_users,
             "n_target_items": int(target.nnz),
             "k": k,
             "recall_k": recall_k,
