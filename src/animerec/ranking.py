@@ -185,8 +185,8 @@ class Ranker:
             raise ConfigError(f"seen has shape {seen.shape}, scores {scores.shape}")
         candidates = self.candidate_mask(options)
         collapse = options.collapse_franchises and self.franchise_of is not None
-        # The kinds of entries asked for (types, allow list): a franchise starts at its first
-        # unseen entry of those kinds. The other filters then decide whether it is listed.
+        # A franchise starts at its first unseen entry of the kinds asked for (the type filter
+        # and allow list). The other filters then decide whether the franchise is listed.
         startable_kinds = (
             self.candidate_mask(
                 options.replace(include_adult=True, genres=(), exclude_genres=(), deny=())

@@ -333,7 +333,9 @@ class ALSRecommender(Recommender):
         items = np.asarray(items, dtype=np.int64)
         others = np.asarray(others, dtype=np.int64)
         if items.size and not (0 <= items.min() and items.max() < len(self.items_)):
-            raise ConfigError(f"item positions must be in 0..{len(self.items_) - 1}")
+            raise ConfigError(
+                f"item positions must be in 0..{len(self.items_) - 1}, got {items.min()}..{items.max()}"
+            )
         unit_factors = self._derived_array("unit_item_factors")
         block = (unit_factors[items] @ unit_factors[others].T).astype(np.float32)
         block *= self._derived_array("support_weight")[others]
