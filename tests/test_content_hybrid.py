@@ -18,6 +18,7 @@ from animerec.models.base import load_model
 from animerec.models.content import ContentConfig, ContentRecommender, build_item_features, profile_weights
 from animerec.models.hybrid import (
     BUCKET_BOUNDS,
+    FRANCHISE_GRID,
     NATURAL_MAX_TITLES,
     SHORT_BUCKET,
     HybridRecommender,
@@ -394,6 +395,103 @@ def test_hybrid_tunes_blend_on_real_data() -> None:
     assert model.blend_[0].tolist() == [0.0, 0.0, 1.0]  # an empty history has only the prior
     # A long history leans on collaborative filtering more than a one-title history does.
     assert model.blend_[-1, 0] >= model.blend_[1, 0]
+    assert np.isclose(model.franchise_weight_[:, None], FRANCHISE_GRID).any(axis=1).all()
+    assert (model.franchise_of_ >= 0).sum() > 1000  # the 2016 catalogue has many sequels
     scores = model.score_users([0])
     assert np.isfinite(scores).all()
     assert sp.issparse(interactions.user_items)
+
+
+# --- franchise component ------------------------------------------------------------------
+
+FRANCHISE_ROWS = [
+    (1, "Galaxy Patrol", SPACE),
+    (2, "Galaxy Patrol 2nd Season", SPACE),  # no ratings yet
+    (3, "Star Harbor", SPACE),  # no ratings yet, same genres as the sequel, no franchise
+    (4, "Romance One", ROMANCE),
+    (5, "Romance Two", ROMANCE),
+]
+
+
+def franchise_dataset() -> Dataset:
+    catalog = make_catalog(FRANCHISE_ROWS)
+    rows = []
+    for user in range(100, 120):
+        rows += [(user, 1, 9.0), (user, 4, 7.0)]
+    for user in range(200, 220):
+        rows += [(user, 4, 9.0), (user, 5, 8.0)]
+    users, anime, ratings = (np.asarray(c) for c in zip(*rows))
+    interactions = Interactions.from_arrays(users, anime, ratings.astype(np.float32), items=catalog.items)
+    return Dataset("franchises", catalog, interactions, format="test")
+
+
+def test_hybrid_groups_franchises_from_titles() -> None:
+    model = HybridRecommender(cf_model="itemknn").fit(franchise_dataset())
+
+    groups = model.franchise_of_[model.items_.to_idx([1, 2, 3, 4, 5])]
+
+    assert groups[0] == groups[1] >= 0
+    assert (groups[2:] == -1).all()
+    assert model.franchise_weight_.shape == (len(BUCKET_BOUNDS) + 1,)
+    assert np.isclose(model.franchise_weight_[:, None], FRANCHISE_GRID).any(axis=1).all()
+
+
+def test_hybrid_franchise_weight_lifts_unwatched_sequel() -> None:
+    model = HybridRecommender(cf_model="itemknn").fit(franchise_dataset())
+    fan = fold_in(franchise_dataset(), [(1, 9.0)])
+    sequel, other = model.items_.index(2), model.items_.index(3)
+
+    model.franchise_weight_[:] = 0.0
+    without = model.score_histories(fan)[0]
+    model.franchise_weight_[:] = 0.3  # a weight validation picks for long histories
+    with_weight = model.score_histories(fan)[0]
+
+    # Content alone gives the two unrated space shows equal scores, and the franchise part
+    # separates them.
+    assert without[sequel] == pytest.approx(without[other])
+    assert with_weight[sequel] > with_weight[other]
+    assert with_weight[sequel] - without[sequel] > 0
+
+
+def test_hybrid_known_users_get_franchise_part() -> None:
+    dataset = franchise_dataset()
+    model = HybridRecommender(cf_model="itemknn").fit(dataset)
+    model.franchise_weight_[:] = 0.3
+    fan = dataset.interactions.users.index(100)
+    sequel, other = model.items_.index(2), model.items_.index(3)
+
+    scores = model.score_users([fan])[0]
+
+    assert scores[sequel] > scores[other]
+
+
+def test_hybrid_without_franchises() -> None:
+    model = HybridRecommender(cf_model="itemknn", use_franchises=False).fit(franchise_dataset())
+
+    assert (model.franchise_of_ == -1).all()
+    assert not model.franchise_weight_.any()
+
+
+def test_hybrid_reads_franchise_file(tmp_path: Path) -> None:
+    path = tmp_path / "groups.json"
+    path.write_text('[{"name": "Loves", "ids": [4, 5]}]', encoding="utf-8")
+
+    model = HybridRecommender(cf_model="itemknn", franchise_file=str(path)).fit(franchise_dataset())
+
+    groups = model.franchise_of_[model.items_.to_idx([1, 2, 4, 5])]
+    assert groups[0] == groups[1] == -1  # the file replaces the title groups
+    assert groups[2] == groups[3] >= 0
+
+
+def test_hybrid_round_trip_keeps_franchise_part(tmp_path: Path) -> None:
+    dataset = franchise_dataset()
+    model = HybridRecommender(cf_model="itemknn").fit(dataset)
+    model.franchise_weight_[:] = 0.3
+    fan = fold_in(dataset, [(1, 9.0)])
+
+    loaded = load_model(model.save(tmp_path / "hybrid"))
+
+    np.testing.assert_array_equal(loaded.franchise_weight_, model.franchise_weight_)
+    np.testing.assert_allclose(loaded.score_histories(fan), model.score_histories(fan))
+    users = np.arange(dataset.interactions.n_users)
+    np.testing.assert_allclose(loaded.score_users(users), model.score_users(users))

@@ -1,7 +1,7 @@
-"""Hybrid recommendations: a collaborative model, content features and a user-feature prior,
-blended with weights that depend on how long the person's history is.
+"""Hybrid recommendations: a collaborative model, content features, a user-feature prior and
+franchise ties, blended with weights that depend on how long the person's history is.
 
-Three components score every anime:
+Four components score every anime:
 
 - `cf`: a registered collaborative model (EASE by default). It is strong for people with
   long histories and cannot score anime that have no training interactions.
@@ -11,14 +11,21 @@ Three components score every anime:
   (age, gender, occupation) when the dataset has them. With features it is a naive-Bayes
   estimate P(item) · Π_f P(feature value | item), with the value shares smoothed towards
   their overall share. It is what a person with almost no history can be told.
+- `franchise`: 1 for the anime that share a franchise group with a title in the person's
+  history (groups derived from titles, or read from `franchise_file`), else 0. People with
+  long lists tend to list a franchise's other seasons and films too, and the collaborative
+  scores underrate those entries for long histories. For short histories the collaborative
+  scores already rank them first, so validation gives this component little or no weight.
 
 Each component's scores are standardised per person (z-scores over the finite entries; an
 anime a component cannot score gets that person's lowest z-score), then summed with weights
 chosen per history-length bucket. `fit` learns those weights: it holds out a random set of
 training users (plus the training users whose whole history is short), fits the components
 on the rest, folds in part of each held-out user's titles, and for each bucket keeps the
-weight combination (a grid of step 0.1 on the simplex) with the best NDCG@k on the
-remaining titles. Buckets of 1 to 5 titles are tuned on two groups at once: long histories
+weight combination with the best NDCG@k on the remaining titles. The search covers a grid
+of step 0.1 on the simplex of cf, content and prior, then the franchise weights of
+FRANCHISE_GRID added to the best simplex row, then the simplex again with the best franchise
+weight. Buckets of 1 to 5 titles are tuned on two groups at once: long histories
 cut to that length, and people who have only watched a few titles in all; each group's
 NDCG is taken relative to its best blend, so neither group's level dominates. Then the
 components are refitted on all training users. A small fixed share of the content score (`CONTENT_TIE_BREAK`) is always
@@ -39,12 +46,19 @@ import scipy.sparse as sp
 
 from animerec.data.interactions import Dataset, Interactions, histories_to_interactions
 from animerec.errors import ConfigError
-from animerec.models.base import ModelConfig, Recommender, iter_chunks
+from animerec.franchise import Franchises, load_franchises
+from animerec.models.base import (
+    ModelConfig,
+    Recommender,
+    iter_chunks,
+    sparse_from_arrays,
+    sparse_to_arrays,
+)
 from animerec.models.content import ContentConfig, ContentRecommender
 
 logger = logging.getLogger(__name__)
 
-COMPONENTS = ("cf", "content", "prior")
+COMPONENTS = ("cf", "content", "prior", "franchise")
 # Upper bounds of the history-length buckets (number of titles with a positive weight);
 # a longer history falls in the last bucket. Bucket 0 is an empty history.
 BUCKET_BOUNDS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55)
@@ -58,6 +72,8 @@ MIN_BUCKET_USERS = 15
 SHORT_BUCKET = 4
 NATURAL_MAX_TITLES = 6
 GRID_STEP = 0.1
+# Franchise weights tried on top of a bucket's best (cf, content, prior) simplex weights.
+FRANCHISE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 # Weight of the content z-score added to every blend, so that anime no collaborative model
 # can score (and the prior cannot either) are still ordered by content when a bucket's
 # tuned content weight is 0.
@@ -87,6 +103,10 @@ class HybridConfig(ModelConfig):
     # Pseudo-count pulling a feature value's share for an item towards its overall share;
     # 0 chooses it from PRIOR_SMOOTHING_GRID on the held-out training users.
     prior_smoothing: float = 0.0
+    # Whether to add the franchise component. Its groups come from `franchise_file` (a JSON
+    # list of {"name", "ids"} objects, see animerec.franchise), or from titles when it is "".
+    use_franchises: bool = True
+    franchise_file: str = ""
     random_state: int = 42
 
     def __post_init__(self) -> None:
@@ -352,14 +372,52 @@ class HybridRecommender(Recommender):
             self.content_ = ContentRecommender(ContentConfig()).fit(dataset)
 
         self.prior_smoothing_ = self.config.prior_smoothing or DEFAULT_PRIOR_SMOOTHING
+        self.franchise_of_ = self._franchise_groups(dataset, interactions)
+        self._franchise_members = None
+        self.franchise_weight_ = np.zeros(len(default_blend()), dtype=np.float32)
         self.blend_ = self._tune_blend(dataset, interactions, features, rng)
 
         self.cf_ = self._make_cf().fit(interactions)
         self.prior_ = FeaturePrior(self.prior_smoothing_).fit(interactions.user_items, features)
         self.user_codes_ = self.prior_.encode(features, interactions.n_users)
         self.user_lengths_ = positive_lengths(interactions.user_items)
+        self.user_groups_ = self._touched_groups(interactions.user_items)
         trained = np.flatnonzero(interactions.user_items.getnnz(axis=0) > 0)
         self.similarity_scale_ = self._similarity_scale(trained)
+
+    def _franchise_groups(self, dataset: Dataset | None, interactions: Interactions) -> np.ndarray:
+        """Return the franchise group of each item (-1 for none), or all -1 when unused."""
+        none = np.full(interactions.n_items, -1, dtype=np.int32)
+        if not self.config.use_franchises or dataset is None:
+            return none
+        groups: Franchises = load_franchises(
+            dataset.catalog, interactions.items, self.config.franchise_file or None
+        )
+        return groups.franchise_of.astype(np.int32)
+
+    def _members(self) -> sp.csr_matrix:
+        """Return the items × groups membership matrix of `franchise_of_` (built once)."""
+        if self._franchise_members is None:
+            grouped = np.flatnonzero(self.franchise_of_ >= 0)
+            n_groups = int(self.franchise_of_.max()) + 1 if grouped.size else 0
+            self._franchise_members = sp.csr_matrix(
+                (np.ones(grouped.size, dtype=np.float32), (grouped, self.franchise_of_[grouped])),
+                shape=(self.franchise_of_.size, n_groups),
+            )
+        return self._franchise_members
+
+    def _touched_groups(self, user_items: sp.spmatrix) -> sp.csr_matrix:
+        """Return users × groups, 1 where a positive history entry belongs to the group."""
+        positive = sp.csr_matrix(sp.csr_matrix(user_items) > 0, dtype=np.float32)
+        return sp.csr_matrix((positive @ self._members()) > 0, dtype=np.float32)
+
+    def _siblings_of(self, touched: sp.csr_matrix) -> np.ndarray:
+        """Return users × items, 1 for the members of each user's touched groups."""
+        return (touched @ self._members().T).toarray().astype(np.float32, copy=False)
+
+    def _siblings(self, user_items: sp.spmatrix) -> np.ndarray:
+        """Return 1 where an item shares a franchise group with a positive history entry."""
+        return self._siblings_of(self._touched_groups(user_items))
 
     def _tune_blend(
         self,
@@ -412,10 +470,11 @@ class HybridRecommender(Recommender):
         if self.content_ is None:
             grid = grid[grid[:, 1] == 0]
 
+        use_franchises = bool((self.franchise_of_ >= 0).any())
         tuned = blend.copy()
         trusted = np.zeros(len(blend), dtype=bool)
         for bucket, groups in samples.items():
-            scored = []
+            evaluated = []
             for users, sizes in groups:
                 if users.size < MIN_BUCKET_USERS:
                     continue
@@ -426,26 +485,23 @@ class HybridRecommender(Recommender):
                     standardise(self.content_.score_histories(folds)) if self.content_ is not None
                     else np.zeros((folds.n_users, folds.n_items), dtype=np.float32),
                     standardise(prior.score(prior.encode(rows_features, users.size))),
+                    standardise(self._siblings(folds.user_items)) if use_franchises
+                    else np.zeros((folds.n_users, folds.n_items), dtype=np.float32),
                 ]
-                seen = sp.csr_matrix(folds.user_items)
-                scored.append([self._ndcg(z_scores, weights, seen, targets) for weights in grid])
-                del z_scores
-            if not scored:
+                evaluated.append((z_scores, sp.csr_matrix(folds.user_items), targets))
+            if not evaluated:
                 continue
-            # Each group's NDCG is taken relative to its best blend and the groups count
-            # equally, so a few dozen short-history people weigh as much as the many long
-            # histories cut short, whatever their NDCG levels.
-            scored_array = np.asarray(scored)
-            best = scored_array.max(axis=1, keepdims=True)
-            quality = np.mean(scored_array / np.where(best > 0, best, 1.0), axis=0)
-            tuned[bucket] = grid[int(np.argmax(quality))]
+            weights, scores = self._search_bucket(evaluated, grid, use_franchises)
+            tuned[bucket] = weights[:3]
+            self.franchise_weight_[bucket] = weights[3]
             trusted[bucket] = True
             logger.info(
-                "hybrid bucket %d (%s users): weights %s, ndcg@%d %s",
+                "hybrid bucket %d (%s users): weights %s, franchise %.2f, ndcg@%d %s",
                 bucket, "+".join(str(users.size) for users, _ in groups),
-                tuned[bucket].round(2).tolist(), self.config.k,
-                "/".join(f"{row[int(np.argmax(quality))]:.4f}" for row in scored_array),
+                tuned[bucket].round(2).tolist(), weights[3], self.config.k,
+                "/".join(f"{value:.4f}" for value in scores),
             )
+            del evaluated
 
         # An untuned bucket takes the weights of the nearest tuned one.
         if trusted.any():
@@ -455,7 +511,49 @@ class HybridRecommender(Recommender):
                     continue
                 nearest = tuned_positions[np.argmin(np.abs(tuned_positions - bucket))]
                 tuned[bucket] = tuned[nearest]
+                self.franchise_weight_[bucket] = self.franchise_weight_[nearest]
         return tuned
+
+    def _search_bucket(
+        self,
+        evaluated: list[tuple[list[np.ndarray], sp.csr_matrix, sp.csr_matrix]],
+        grid: np.ndarray,
+        use_franchises: bool,
+    ) -> tuple[np.ndarray, list[float]]:
+        """Return a bucket's best (cf, content, prior, franchise) weights and each group's
+        NDCG@k with them.
+
+        The simplex grid is searched with no franchise weight, then the franchise weights
+        of FRANCHISE_GRID with the best simplex row, then, when a franchise weight won, the
+        simplex again with it. Each group's NDCG is taken relative to the best value seen
+        for that group and the groups count equally, so a few dozen short-history people
+        weigh as much as the many long histories cut short, whatever their NDCG levels.
+        """
+        results: dict[tuple[float, ...], list[float]] = {}
+
+        def run(candidates: np.ndarray) -> None:
+            for row in candidates:
+                key = tuple(float(v) for v in row)
+                if key not in results:
+                    results[key] = [self._ndcg(z, row, seen, targets) for z, seen, targets in evaluated]
+
+        def best() -> np.ndarray:
+            keys = list(results)
+            table = np.asarray([results[key] for key in keys])
+            top = table.max(axis=0, keepdims=True)
+            quality = np.mean(table / np.where(top > 0, top, 1.0), axis=1)
+            return np.asarray(keys[int(np.argmax(quality))], dtype=np.float32)
+
+        with_zero = np.hstack([grid, np.zeros((len(grid), 1), dtype=np.float32)])
+        run(with_zero)
+        chosen = best()
+        if use_franchises:
+            run(np.asarray([[*chosen[:3], weight] for weight in FRANCHISE_GRID], dtype=np.float32))
+            chosen = best()
+            if chosen[3] > 0:
+                run(np.hstack([grid, np.full((len(grid), 1), chosen[3], dtype=np.float32)]))
+                chosen = best()
+        return chosen, results[tuple(float(v) for v in chosen)]
 
     def _tuning_samples(
         self, validation: np.ndarray, lengths: np.ndarray, rng: np.random.Generator
@@ -571,6 +669,8 @@ class HybridRecommender(Recommender):
 
         content_weight = weights[1] + CONTENT_TIE_BREAK
         combined = weights[0] * z_scores[0] + content_weight * z_scores[1] + weights[2] * z_scores[2]
+        if len(weights) > 3 and weights[3] > 0:
+            combined += weights[3] * z_scores[3]
         rows, columns = seen.nonzero()
         combined[rows, columns] = -np.inf
         k = min(self.config.k, combined.shape[1])
@@ -582,11 +682,17 @@ class HybridRecommender(Recommender):
     # --- scoring ----------------------------------------------------------------------
 
     def _blend(self, parts: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-        weights = self.blend_[history_bucket(lengths)].copy()
+        """Sum the standardised (cf, content, prior, franchise) parts with each row's bucket
+        weights. The franchise part is standardised only where its weight is not 0."""
+        buckets = history_bucket(lengths)
+        weights = self.blend_[buckets].copy()
         weights[:, 1] += CONTENT_TIE_BREAK
         combined = np.zeros(parts[0].shape, dtype=np.float32)
-        for position, part in enumerate(parts):
+        for position, part in enumerate(parts[:3]):
             combined += weights[:, position, None] * standardise(part)
+        franchise = self.franchise_weight_[buckets]
+        if franchise.any():
+            combined += franchise[:, None] * standardise(parts[3])
         return combined
 
     def _content_part(self, shape: tuple[int, int], scorer) -> np.ndarray:
@@ -603,6 +709,7 @@ class HybridRecommender(Recommender):
                 self.cf_.score_users(users),
                 self._content_part(shape, lambda: self.content_.score_users(users)),
                 self.prior_.score(self.user_codes_[users]),
+                self._siblings_of(self.user_groups_[users]),
             ]
             scores[block] = self._blend(parts, self.user_lengths_[users])
         return scores
@@ -639,6 +746,7 @@ class HybridRecommender(Recommender):
             self.cf_.score_histories(histories),
             self._content_part(shape, lambda: self.content_.score_histories(histories)),
             self.prior_.score(codes),
+            self._siblings(histories.user_items),
         ]
         return self._blend(parts, positive_lengths(histories.user_items))
 
@@ -693,7 +801,10 @@ class HybridRecommender(Recommender):
             "user_codes": self.user_codes_,
             "user_lengths": self.user_lengths_,
             "similarity_scale": np.asarray([self.similarity_scale_], dtype=np.float64),
+            "franchise_of": self.franchise_of_,
+            "franchise_weight": self.franchise_weight_,
         }
+        arrays.update(sparse_to_arrays("user_groups", self.user_groups_))
         for key, value in self.cf_._get_arrays().items():
             arrays[f"cf__{key}"] = value
         if self.content_ is not None:
@@ -722,6 +833,14 @@ class HybridRecommender(Recommender):
         self.user_codes_ = arrays["user_codes"]
         self.user_lengths_ = arrays["user_lengths"]
         self.similarity_scale_ = float(arrays["similarity_scale"][0])
+        # Models saved before the franchise component have no franchise arrays.
+        self.franchise_of_ = arrays.get("franchise_of", np.full(len(self.items_), -1, dtype=np.int32))
+        self.franchise_weight_ = arrays.get("franchise_weight", np.zeros(len(self.blend_), dtype=np.float32))
+        self._franchise_members = None
+        if "user_groups_indptr" in arrays:
+            self.user_groups_ = sparse_from_arrays(arrays, "user_groups")
+        else:
+            self.user_groups_ = sp.csr_matrix((len(self.users_), 0), dtype=np.float32)
 
         self.cf_ = self._make_cf()
         self._attach(self.cf_, _prefixed(arrays, "cf__"), meta.get("cf", {}))
