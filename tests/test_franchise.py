@@ -379,3 +379,29 @@ def test_collapse_skips_unwatched_reairing(catalog_2016: Catalog) -> None:
     listed = ranker.rank(scores, RankingOptions(n=1, collapse_franchises=True))[0]
 
     assert [r.anime_id for r in listed] == [227]
+
+
+def test_start_order_film_after_series() -> None:
+    catalog = small_catalog(
+        [(10, "Saga Movie"), (20, "Saga"), (30, "Saga: Recap")],
+        extra={"aired_start": ["2007-09-15", "2007-10-04", "2008-01-01"]},
+    )
+    catalog.frame.loc[catalog.frame["anime_id"] == 10, "type"] = "Movie"
+    catalog.frame.loc[catalog.frame["anime_id"] == 30, "type"] = "Special"
+
+    franchises = franchises_from_titles(catalog, catalog.items)
+
+    # The film aired first, but the series is where a person starts.
+    assert franchises.n_groups == 1
+    assert franchises.start_order.tolist() == [1, 0, 2]
+
+
+def test_start_order_clannad_series_before_film(catalog_2016: Catalog) -> None:
+    franchises = franchises_from_titles(catalog_2016, catalog_2016.items)
+
+    members = franchises.members(franchises.group_of(2167))
+    ordered = [int(franchises.items.ids[m]) for m in members]
+
+    # Clannad (TV, 2167) comes before Clannad Movie (1723), which has the smaller MAL id.
+    assert 1723 in ordered
+    assert ordered[0] == 2167

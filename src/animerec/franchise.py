@@ -265,15 +265,26 @@ def prefer_watched(start_order: np.ndarray, watched: np.ndarray) -> np.ndarray:
 # Side entries (recaps, specials, music videos, most OVAs) are rarely where a person starts
 # or continues a franchise, so they come after every main entry (TV, Movie, ONA, or unknown).
 SIDE_ENTRY_TYPES = frozenset({"OVA", "Special", "Music"})
+# A franchise's films are often retellings or side stories of its series (Clannad's film
+# came out weeks before its TV series), so films come after the series and before side
+# entries.
+FILM_TYPES = frozenset({"Movie"})
+
+
+def _start_tier(kind: object) -> int:
+    """Return 0 for a series (TV, ONA or unknown type), 1 for a film, 2 for a side entry."""
+    if kind in SIDE_ENTRY_TYPES:
+        return 2
+    return 1 if kind in FILM_TYPES else 0
 
 
 def _start_order(franchise_of: np.ndarray, catalog: Catalog, items: IdMap) -> np.ndarray:
-    """Order each group's members: main entries before side entries, then by start date when
-    every member has one, else by MAL id (MyAnimeList numbers entries roughly in the order
-    they were added)."""
+    """Order each group's members: series, then films, then side entries, each tier by start
+    date when every member has one, else by MAL id (MyAnimeList numbers entries roughly in
+    the order they were added)."""
     aligned = catalog.aligned(items)
     dates = _start_dates(aligned)
-    tiers = [1 if t in SIDE_ENTRY_TYPES else 0 for t in aligned["type"]]
+    tiers = [_start_tier(kind) for kind in aligned["type"]]
     start_order = np.zeros(len(items), dtype=np.int32)
     grouped = np.flatnonzero(franchise_of >= 0)
     if grouped.size == 0:
