@@ -100,6 +100,25 @@ def test_content_reasons_name_title_and_features(dataset: Dataset) -> None:
     assert len(reasons) <= MAX_REASONS
 
 
+def test_content_reasons_skip_broad_type(dataset: Dataset) -> None:
+    # The same anime without studios, so only genres and the broad blocks are shared.
+    frame = dataset.catalog.frame.drop(columns=["studios"])
+    catalog = Catalog(frame)
+    bare = Dataset("no studios", catalog, dataset.interactions, format="test")
+    model = create_model("content").fit(bare)
+    items = bare.interactions.items
+    history = items.to_idx([1])
+    recommendation = Recommendation(2, 1.0, items.index(2))
+
+    reasons = explain(model, titles(bare), history, np.array([9.0]), [recommendation])[0]
+
+    # Every anime here is a TV series, so "same type: TV" would add nothing to the title
+    # and the genres.
+    assert reasons[0] == "because you liked Space One"
+    assert any(reason.startswith("shares genres") for reason in reasons)
+    assert not any(reason.startswith("same type") for reason in reasons)
+
+
 def test_disliked_title_not_named(dataset: Dataset) -> None:
     model = create_model("content").fit(dataset)
     items = dataset.interactions.items
