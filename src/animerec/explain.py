@@ -124,8 +124,9 @@ def explain(
             # Features shared with the named titles, else with the whole liked history.
             rows = np.asarray(titles) if titles else None
             shared = view.shared_features(rec.item_idx, n=MAX_LABELS, rows=rows)
-            # Broad blocks (type, length, era) carry little information ("same type: TV" fits most of a
-            # list), so they come after the others and only join a list of fewer than two reasons.
+            # Broad blocks (type, length, era) carry little information ("same type: TV" fits
+            # most of a list), so they come after the others and only join a list of fewer
+            # than two reasons.
             shared.sort(key=lambda entry: entry[0] in _BROAD_BLOCKS)
             for label, values in shared:
                 if label in _BROAD_BLOCKS and len(found) >= 2:
