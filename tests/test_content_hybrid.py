@@ -19,8 +19,10 @@ from animerec.models.content import ContentConfig, ContentRecommender, build_ite
 from animerec.models.hybrid import (
     BUCKET_BOUNDS,
     FRANCHISE_GRID,
+    HISTORY_LENGTH_COLUMN,
     NATURAL_MAX_TITLES,
     SHORT_BUCKET,
+    FeaturePrior,
     HybridRecommender,
     history_bucket,
     standardise,
@@ -495,3 +497,54 @@ def test_hybrid_round_trip_keeps_franchise_part(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.score_histories(fan), model.score_histories(fan))
     users = np.arange(dataset.interactions.n_users)
     np.testing.assert_allclose(loaded.score_users(users), model.score_users(users))
+
+
+# --- history length in the prior ----------------------------------------------------------
+
+
+def length_dataset() -> Dataset:
+    """Return 30 people who list anime 13 and at most two others, and 40 who list anime 14
+    and nine others."""
+    catalog = make_catalog([(anime, f"Show {anime}", SPACE) for anime in range(1, 15)])
+    rows = []
+    for user in range(100, 130):
+        rows += [(user, anime, float("nan")) for anime in (13, 1, 2)[: 1 + user % 3]]
+    for user in range(200, 240):
+        rows += [(user, anime, float("nan")) for anime in (14, *range(3, 12))]
+    users, anime, ratings = (np.asarray(c) for c in zip(*rows))
+    interactions = Interactions.from_arrays(users, anime, ratings.astype(np.float32), items=catalog.items)
+    return Dataset("lengths", catalog, interactions, format="test")
+
+
+def test_hybrid_prior_follows_history_length() -> None:
+    dataset = length_dataset()
+    empty = histories_to_interactions([[]], dataset.interactions.items)
+    short_pick, long_pick = dataset.interactions.items.to_idx([13, 14])
+
+    with_length = HybridRecommender(cf_model="itemknn").fit(dataset).score_histories(empty)[0]
+    without = HybridRecommender(cf_model="itemknn", use_history_length=False).fit(dataset).score_histories(empty)[0]
+
+    # Anime 14 has more viewers, but only people with long lists watch it.
+    assert without[long_pick] > without[short_pick]
+    assert with_length[short_pick] > with_length[long_pick]
+
+
+def test_hybrid_history_length_is_a_prior_column() -> None:
+    model = HybridRecommender(cf_model="itemknn").fit(length_dataset())
+
+    names = [column["name"] for column in model.prior_.columns]
+
+    assert names == [HISTORY_LENGTH_COLUMN]
+
+
+def test_prior_value_without_users_counts_as_unknown() -> None:
+    # Lengths 2 and 10 give band edges at 2 and 10, so band 0 (under 2 titles) has no users.
+    user_items = sp.csr_matrix(np.array([[1, 1, 0]] * 6 + [[1, 0, 1]] * 4, dtype=np.float32))
+    features = pd.DataFrame({HISTORY_LENGTH_COLUMN: [2] * 6 + [10] * 4})
+    prior = FeaturePrior(smoothing=10.0).fit(user_items, features)
+
+    empty_band = prior.score(prior.encode(pd.DataFrame({HISTORY_LENGTH_COLUMN: [0]})))
+    unknown = prior.score(prior.encode(None, 1))
+
+    np.testing.assert_allclose(empty_band, unknown)
+    assert np.isfinite(empty_band).all()

@@ -7,8 +7,12 @@ Four components score every anime:
   long histories and cannot score anime that have no training interactions.
 - `content`: `ContentRecommender` on catalogue features. It scores every anime, including
   anime nobody has watched yet.
-- `prior`: item popularity in the training data, conditioned on the person's user features
-  (age, gender, occupation) when the dataset has them. With features it is a naive-Bayes
+- `prior`: item popularity in the training data, conditioned on the number of titles in
+  the person's history and on their user features (age, gender, occupation) when the
+  dataset has them. People who have listed only a few titles list different anime from
+  people with long lists (in the Kaggle 2016 sample, 85 % of the titles held out from lists
+  of at most 5 are TV series, against 67 % for lists of more than 20), so a short history
+  is scored by what other short histories contain. It is a naive-Bayes
   estimate P(item) · Π_f P(feature value | item), with the value shares smoothed towards
   their overall share. It is what a person with almost no history can be told.
 - `franchise`: 1 for the anime that share a franchise group with a title in the person's
@@ -83,6 +87,9 @@ MAX_FEATURE_VALUES = 50
 # A value seen for fewer training users than this is treated as unknown.
 MIN_VALUE_USERS = 5
 # Numeric user features (age) are cut into this many quantile bands.
+# Name of the derived user feature that counts the titles with a positive weight in a
+# history (for training users their whole history, for a folded-in person what they gave).
+HISTORY_LENGTH_COLUMN = "titles in history"
 NUMERIC_BANDS = 5
 # Smoothing values tried when `prior_smoothing` is 0, and the one used without tuning.
 PRIOR_SMOOTHING_GRID = (3.0, 10.0, 30.0, 100.0)
@@ -100,6 +107,8 @@ class HybridConfig(ModelConfig):
     # List length the blend is tuned for (NDCG@k).
     k: int = 10
     use_user_features: bool = True
+    # Condition the prior on the number of titles in the history (HISTORY_LENGTH_COLUMN).
+    use_history_length: bool = True
     # Pseudo-count pulling a feature value's share for an item towards its overall share;
     # 0 chooses it from PRIOR_SMOOTHING_GRID on the held-out training users.
     prior_smoothing: float = 0.0
@@ -237,10 +246,15 @@ class FeaturePrior:
         smoothing = np.float32(self.smoothing)
         denominator = np.log(self.item_counts + smoothing)
         for position in range(len(self.columns)):
-            known = codes[:, position] >= 0
+            # A value no training user had (a length band below every training history)
+            # carries no evidence, so it counts as unknown.
+            shares = self.value_shares[position]
+            column_codes = codes[:, position]
+            known = column_codes >= 0
+            known[known] = shares[column_codes[known]] > 0
             if not known.any():
                 continue
-            values = codes[known, position]
+            values = column_codes[known]
             numerator = self.value_counts[position][values] + smoothing * self.value_shares[position][values, None]
             scores[known] += np.log(numerator) - denominator
         return scores
@@ -363,9 +377,25 @@ class HybridRecommender(Recommender):
             return None
         return features.reindex(users_ids)
 
+    def _with_lengths(
+        self, features: pd.DataFrame | None, lengths: np.ndarray
+    ) -> pd.DataFrame | None:
+        """Return the user features, one row per length, with HISTORY_LENGTH_COLUMN set to
+        `lengths` (or the features unchanged when `use_history_length` is off)."""
+        if not self.config.use_history_length:
+            return features
+        if features is None:
+            frame = pd.DataFrame(index=pd.RangeIndex(len(lengths)))
+        else:
+            frame = features.reset_index(drop=True).copy()
+        frame[HISTORY_LENGTH_COLUMN] = np.asarray(lengths, dtype=np.int64)
+        return frame
+
     def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
         rng = np.random.default_rng(self.config.random_state)
-        features = self._user_features(dataset, interactions.users.ids)
+        features = self._with_lengths(
+            self._user_features(dataset, interactions.users.ids), positive_lengths(interactions.user_items)
+        )
 
         self.content_ = None
         if dataset is not None:
@@ -460,8 +490,12 @@ class HybridRecommender(Recommender):
         cf = self._make_cf().fit(train_part)
         train_features = features.iloc[training] if features is not None else None
         if features is not None and not self.config.prior_smoothing:
+            # The held-out users are scored with an empty history, so they have 0 titles.
+            validation_features = features.iloc[validation].copy()
+            if HISTORY_LENGTH_COLUMN in validation_features.columns:
+                validation_features[HISTORY_LENGTH_COLUMN] = 0
             self.prior_smoothing_ = self._tune_smoothing(
-                train_part, train_features, features.iloc[validation], interactions.select_users(validation)
+                train_part, train_features, validation_features, interactions.select_users(validation)
             )
         prior = FeaturePrior(self.prior_smoothing_).fit(train_part.user_items, train_features)
 
@@ -479,7 +513,9 @@ class HybridRecommender(Recommender):
                 if users.size < MIN_BUCKET_USERS:
                     continue
                 folds, targets = self._fold_in(interactions, users, sizes, rng)
-                rows_features = features.iloc[users] if features is not None else None
+                rows_features = features.iloc[users].copy() if features is not None else None
+                if rows_features is not None and HISTORY_LENGTH_COLUMN in rows_features.columns:
+                    rows_features[HISTORY_LENGTH_COLUMN] = positive_lengths(folds.user_items)
                 z_scores = [
                     standardise(cf.score_histories(folds)),
                     standardise(self.content_.score_histories(folds)) if self.content_ is not None
@@ -617,7 +653,9 @@ class HybridRecommender(Recommender):
         for smoothing in PRIOR_SMOOTHING_GRID:
             prior = FeaturePrior(smoothing).fit(train_part.user_items, train_features)
             scores = prior.score(prior.encode(validation_features, validation_part.n_users))
-            quality.append(self._ndcg([scores, scores, scores], np.array([1.0, 0.0, 0.0]), no_history, targets))
+            # Zeros, not the scores, in the unweighted slots: 0 × -inf would be NaN.
+            zeros = np.zeros_like(scores)
+            quality.append(self._ndcg([scores, zeros, zeros], np.array([1.0, 0.0, 0.0]), no_history, targets))
         chosen = PRIOR_SMOOTHING_GRID[int(np.argmax(quality))]
         logger.info("hybrid prior smoothing %g (ndcg@%d by value: %s)", chosen, self.config.k,
                     [round(q, 4) for q in quality])
@@ -737,8 +775,11 @@ class HybridRecommender(Recommender):
         return self._blend_histories(histories, None)
 
     def _blend_histories(self, histories: Interactions, user_features: pd.DataFrame | None) -> np.ndarray:
+        lengths = positive_lengths(histories.user_items)
         codes = self.prior_.encode(
-            user_features.reset_index(drop=True) if user_features is not None else None,
+            self._with_lengths(
+                user_features.reset_index(drop=True) if user_features is not None else None, lengths
+            ),
             histories.n_users,
         )
         shape = (histories.n_users, len(self.items_))
@@ -748,7 +789,7 @@ class HybridRecommender(Recommender):
             self.prior_.score(codes),
             self._siblings(histories.user_items),
         ]
-        return self._blend(parts, positive_lengths(histories.user_items))
+        return self._blend(parts, lengths)
 
     # Item similarity: content cosine + similarity_scale_ × the CF similarity, where the scale
     # matches the spread of the two (an entry the CF model cannot score adds nothing). Each
