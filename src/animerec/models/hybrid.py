@@ -87,9 +87,13 @@ MAX_FEATURE_VALUES = 50
 # A value seen for fewer training users than this is treated as unknown.
 MIN_VALUE_USERS = 5
 # Numeric user features (age) are cut into this many quantile bands.
-# Name of the derived user feature that counts the titles with a positive weight in a
-# history (for training users their whole history, for a folded-in person what they gave).
+# Name of the derived user feature that bands the number of titles with a positive weight
+# in a history (for training users their whole history, for a folded-in person what they
+# gave). The bands are fixed, not quantiles: a person who gave 3 titles is compared with
+# training users who have at most 6, and when the data has none (MovieLens users all rate
+# 20 or more films) the band counts as unknown and the prior is plain popularity.
 HISTORY_LENGTH_COLUMN = "titles in history"
+HISTORY_LENGTH_BANDS = (NATURAL_MAX_TITLES, 20, 60)
 NUMERIC_BANDS = 5
 # Smoothing values tried when `prior_smoothing` is 0, and the one used without tuning.
 PRIOR_SMOOTHING_GRID = (3.0, 10.0, 30.0, 100.0)
@@ -140,6 +144,16 @@ class HybridConfig(ModelConfig):
 def history_bucket(lengths: np.ndarray) -> np.ndarray:
     """Return the bucket number of each history length."""
     return np.searchsorted(np.asarray(BUCKET_BOUNDS), np.asarray(lengths), side="left").astype(np.int64)
+
+
+def history_length_labels(lengths: np.ndarray) -> list[str]:
+    """Return the HISTORY_LENGTH_BANDS label of each history length ("at most 6", …)."""
+    bounds = HISTORY_LENGTH_BANDS
+    labels = [f"at most {bounds[0]}"]
+    labels += [f"{low + 1} to {high}" for low, high in zip(bounds, bounds[1:])]
+    labels.append(f"more than {bounds[-1]}")
+    positions = np.searchsorted(np.asarray(bounds), np.asarray(lengths), side="left")
+    return [labels[position] for position in positions]
 
 
 def positive_lengths(user_items: sp.csr_matrix) -> np.ndarray:
@@ -277,7 +291,8 @@ def describe_columns(features: pd.DataFrame) -> list[dict[str, Any]]:
     """Choose the usable user-feature columns and their value labels.
 
     A numeric column is cut into quantile bands. A text column keeps the values seen for at
-    least MIN_VALUE_USERS users, and it is dropped when more than MAX_FEATURE_VALUES remain.
+    least MIN_VALUE_USERS users, and it is dropped when fewer than two or more than
+    MAX_FEATURE_VALUES remain.
     """
     columns = []
     for name in features.columns:
@@ -292,7 +307,8 @@ def describe_columns(features: pd.DataFrame) -> list[dict[str, Any]]:
         else:
             counts = series.dropna().astype(str).value_counts()
             kept = sorted(str(v) for v in counts[counts >= MIN_VALUE_USERS].index)
-            if not kept or len(kept) > MAX_FEATURE_VALUES:
+            # One usable value tells the prior nothing (every training history in one band).
+            if len(kept) < 2 or len(kept) > MAX_FEATURE_VALUES:
                 logger.info("user feature %r not used: %d usable values", name, len(kept))
                 continue
             column = {"name": str(name), "kind": "category", "values": kept}
@@ -388,7 +404,7 @@ class HybridRecommender(Recommender):
             frame = pd.DataFrame(index=pd.RangeIndex(len(lengths)))
         else:
             frame = features.reset_index(drop=True).copy()
-        frame[HISTORY_LENGTH_COLUMN] = np.asarray(lengths, dtype=np.int64)
+        frame[HISTORY_LENGTH_COLUMN] = history_length_labels(lengths)
         return frame
 
     def _fit(self, dataset: Dataset | None, interactions: Interactions) -> None:
@@ -493,7 +509,7 @@ class HybridRecommender(Recommender):
             # The held-out users are scored with an empty history, so they have 0 titles.
             validation_features = features.iloc[validation].copy()
             if HISTORY_LENGTH_COLUMN in validation_features.columns:
-                validation_features[HISTORY_LENGTH_COLUMN] = 0
+                validation_features[HISTORY_LENGTH_COLUMN] = history_length_labels(np.zeros(len(validation)))
             self.prior_smoothing_ = self._tune_smoothing(
                 train_part, train_features, validation_features, interactions.select_users(validation)
             )
@@ -515,7 +531,7 @@ class HybridRecommender(Recommender):
                 folds, targets = self._fold_in(interactions, users, sizes, rng)
                 rows_features = features.iloc[users].copy() if features is not None else None
                 if rows_features is not None and HISTORY_LENGTH_COLUMN in rows_features.columns:
-                    rows_features[HISTORY_LENGTH_COLUMN] = positive_lengths(folds.user_items)
+                    rows_features[HISTORY_LENGTH_COLUMN] = history_length_labels(positive_lengths(folds.user_items))
                 z_scores = [
                     standardise(cf.score_histories(folds)),
                     standardise(self.content_.score_histories(folds)) if self.content_ is not None
