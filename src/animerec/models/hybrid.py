@@ -89,9 +89,9 @@ MIN_VALUE_USERS = 5
 # Numeric user features (age) are cut into this many quantile bands.
 # Name of the derived user feature that bands the number of titles with a positive weight
 # in a history (for training users their whole history, for a folded-in person what they
-# gave). The bands are fixed, not quantiles: a person who gave 3 titles is compared with
-# training users who have at most 6, and when the data has none (MovieLens users all rate
-# 20 or more films) the band counts as unknown and the prior is plain popularity.
+# gave). The bands are fixed, not quantiles, so a person who gave 3 titles is compared with
+# training users who have at most 6. When the data has none (MovieLens users all rate 20
+# or more films), the band counts as unknown and the prior is plain popularity.
 HISTORY_LENGTH_COLUMN = "titles in history"
 HISTORY_LENGTH_BANDS = (NATURAL_MAX_TITLES, 20, 60)
 NUMERIC_BANDS = 5
@@ -260,7 +260,7 @@ class FeaturePrior:
         smoothing = np.float32(self.smoothing)
         denominator = np.log(self.item_counts + smoothing)
         for position in range(len(self.columns)):
-            # A value no training user had (a length band below every training history)
+            # A value no training user had (a length band with no training history in it)
             # carries no evidence, so it counts as unknown.
             shares = self.value_shares[position]
             column_codes = codes[:, position]
@@ -307,7 +307,7 @@ def describe_columns(features: pd.DataFrame) -> list[dict[str, Any]]:
         else:
             counts = series.dropna().astype(str).value_counts()
             kept = sorted(str(v) for v in counts[counts >= MIN_VALUE_USERS].index)
-            # One usable value tells the prior nothing (every training history in one band).
+            # A single usable value carries no information (every training history in one band).
             if len(kept) < 2 or len(kept) > MAX_FEATURE_VALUES:
                 logger.info("user feature %r not used: %d usable values", name, len(kept))
                 continue
@@ -397,7 +397,8 @@ class HybridRecommender(Recommender):
         self, features: pd.DataFrame | None, lengths: np.ndarray
     ) -> pd.DataFrame | None:
         """Return the user features, one row per length, with HISTORY_LENGTH_COLUMN set to
-        `lengths` (or the features unchanged when `use_history_length` is off)."""
+        the band labels of `lengths` (or the features unchanged when `use_history_length`
+        is off)."""
         if not self.config.use_history_length:
             return features
         if features is None:
