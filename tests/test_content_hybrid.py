@@ -110,6 +110,7 @@ def test_features_exclude_site_aggregates() -> None:
 
 
 def test_features_use_extra_columns() -> None:
+    pytest.importorskip("sklearn", reason="synopsis features need the content extra (scikit-learn)")
     extra = {
         "studios": [("Sunrise",), ("Madhouse",), ("Bones",), ("Kyoto Animation",), ("Kyoto Animation",), (), ("Sunrise",), ()],
         "source": ["Original", "Manga", "Original", "Light novel", "Light novel", "Manga", None, None],
