@@ -539,7 +539,8 @@ def test_hybrid_history_length_is_a_prior_column() -> None:
 
 
 def test_prior_value_without_users_counts_as_unknown() -> None:
-    # Lengths 2 and 10 give band edges at 2 and 10, so band 0 (under 2 titles) has no users.
+    # Every training length is 2 or more, so the quantile bands start at 2 and band 0 (under
+    # 2 titles) has no users.
     user_items = sp.csr_matrix(np.array([[1, 1, 0]] * 6 + [[1, 0, 1]] * 4, dtype=np.float32))
     features = pd.DataFrame({HISTORY_LENGTH_COLUMN: [2] * 6 + [10] * 4})
     prior = FeaturePrior(smoothing=10.0).fit(user_items, features)

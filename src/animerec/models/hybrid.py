@@ -10,16 +10,16 @@ Four components score every anime:
 - `prior`: item popularity in the training data, conditioned on the number of titles in
   the person's history and on their user features (age, gender, occupation) when the
   dataset has them. People who have listed only a few titles list different anime from
-  people with long lists (in the Kaggle 2016 sample, 85 % of the titles held out from lists
-  of at most 5 are TV series, against 67 % for lists of more than 20), so a short history
+  people with long lists (in the Kaggle 2016 ratings, about 85 % of the titles held out from
+  lists of at most 5 are TV series, against 67 % for lists of more than 20), so a short history
   is scored by what other short histories contain. It is a naive-Bayes
   estimate P(item) · Π_f P(feature value | item), with the value shares smoothed towards
   their overall share. It is what a person with almost no history can be told.
 - `franchise`: 1 for the anime that share a franchise group with a title in the person's
   history (groups derived from titles, or read from `franchise_file`), else 0. People with
   long lists tend to list a franchise's other seasons and films too, and the collaborative
-  scores underrate those entries for long histories. For short histories the collaborative
-  scores already rank them first, so validation gives this component little or no weight.
+  scores underrate those entries for long histories. For short histories EASE mostly ranks
+  them first already, so validation gives this component little or no weight there.
 
 Each component's scores are standardised per person (z-scores over the finite entries; an
 anime a component cannot score gets that person's lowest z-score), then summed with weights
@@ -28,8 +28,8 @@ training users (plus the training users whose whole history is short), fits the 
 on the rest, folds in part of each held-out user's titles, and for each bucket keeps the
 weight combination with the best NDCG@k on the remaining titles. The search covers a grid
 of step 0.1 on the simplex of cf, content and prior, then the franchise weights of
-FRANCHISE_GRID added to the best simplex row, then the simplex again with the best franchise
-weight. Buckets of 1 to 5 titles are tuned on two groups at once: long histories
+FRANCHISE_GRID added to the best simplex row, then, when a franchise weight above 0 wins,
+the simplex again with it. Buckets of 1 to 5 titles are tuned on two groups at once: long histories
 cut to that length, and people who have only watched a few titles in all; each group's
 NDCG is taken relative to its best blend, so neither group's level dominates. Then the
 components are refitted on all training users. A small fixed share of the content score (`CONTENT_TIE_BREAK`) is always
@@ -42,6 +42,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -50,7 +51,7 @@ import scipy.sparse as sp
 
 from animerec.data.interactions import Dataset, Interactions, histories_to_interactions
 from animerec.errors import ConfigError
-from animerec.franchise import Franchises, load_franchises
+from animerec.franchise import load_franchises
 from animerec.models.base import (
     ModelConfig,
     Recommender,
@@ -86,7 +87,6 @@ CONTENT_TIE_BREAK = 0.01
 MAX_FEATURE_VALUES = 50
 # A value seen for fewer training users than this is treated as unknown.
 MIN_VALUE_USERS = 5
-# Numeric user features (age) are cut into this many quantile bands.
 # Name of the derived user feature that bands the number of titles with a positive weight
 # in a history (for training users their whole history, for a folded-in person what they
 # gave). The bands are fixed, not quantiles, so a person who gave 3 titles is compared with
@@ -94,6 +94,7 @@ MIN_VALUE_USERS = 5
 # or more films), the band counts as unknown and the prior is plain popularity.
 HISTORY_LENGTH_COLUMN = "titles in history"
 HISTORY_LENGTH_BANDS = (NATURAL_MAX_TITLES, 20, 60)
+# Numeric user features (age) are cut into this many quantile bands.
 NUMERIC_BANDS = 5
 # Smoothing values tried when `prior_smoothing` is 0, and the one used without tuning.
 PRIOR_SMOOTHING_GRID = (3.0, 10.0, 30.0, 100.0)
@@ -269,7 +270,7 @@ class FeaturePrior:
             if not known.any():
                 continue
             values = column_codes[known]
-            numerator = self.value_counts[position][values] + smoothing * self.value_shares[position][values, None]
+            numerator = self.value_counts[position][values] + smoothing * shares[values, None]
             scores[known] += np.log(numerator) - denominator
         return scores
 
@@ -437,9 +438,7 @@ class HybridRecommender(Recommender):
         none = np.full(interactions.n_items, -1, dtype=np.int32)
         if not self.config.use_franchises or dataset is None:
             return none
-        groups: Franchises = load_franchises(
-            dataset.catalog, interactions.items, self.config.franchise_file or None
-        )
+        groups = load_franchises(dataset.catalog, interactions.items, self.config.franchise_file or None)
         return groups.franchise_of.astype(np.int32)
 
     def _members(self) -> sp.csr_matrix:
@@ -736,18 +735,21 @@ class HybridRecommender(Recommender):
 
     # --- scoring ----------------------------------------------------------------------
 
-    def _blend(self, parts: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-        """Sum the standardised (cf, content, prior, franchise) parts with each row's bucket
-        weights. The franchise part is standardised only where its weight is not 0."""
+    def _blend(
+        self, parts: list[np.ndarray], lengths: np.ndarray, siblings: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """Sum the standardised (cf, content, prior) parts and the franchise part with each
+        row's bucket weights. `siblings` builds the dense franchise part, and it is called
+        only when some row's bucket gives the franchise a weight."""
         buckets = history_bucket(lengths)
         weights = self.blend_[buckets].copy()
         weights[:, 1] += CONTENT_TIE_BREAK
         combined = np.zeros(parts[0].shape, dtype=np.float32)
-        for position, part in enumerate(parts[:3]):
+        for position, part in enumerate(parts):
             combined += weights[:, position, None] * standardise(part)
         franchise = self.franchise_weight_[buckets]
         if franchise.any():
-            combined += franchise[:, None] * standardise(parts[3])
+            combined += franchise[:, None] * standardise(siblings())
         return combined
 
     def _content_part(self, shape: tuple[int, int], scorer) -> np.ndarray:
@@ -764,9 +766,10 @@ class HybridRecommender(Recommender):
                 self.cf_.score_users(users),
                 self._content_part(shape, lambda: self.content_.score_users(users)),
                 self.prior_.score(self.user_codes_[users]),
-                self._siblings_of(self.user_groups_[users]),
             ]
-            scores[block] = self._blend(parts, self.user_lengths_[users])
+            scores[block] = self._blend(
+                parts, self.user_lengths_[users], lambda: self._siblings_of(self.user_groups_[users])
+            )
         return scores
 
     def score_histories(
@@ -804,9 +807,8 @@ class HybridRecommender(Recommender):
             self.cf_.score_histories(histories),
             self._content_part(shape, lambda: self.content_.score_histories(histories)),
             self.prior_.score(codes),
-            self._siblings(histories.user_items),
         ]
-        return self._blend(parts, lengths)
+        return self._blend(parts, lengths, lambda: self._siblings(histories.user_items))
 
     # Item similarity: content cosine + similarity_scale_ × the CF similarity, where the scale
     # matches the spread of the two (an entry the CF model cannot score adds nothing). Each
